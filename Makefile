@@ -1,0 +1,40 @@
+# Two commands: `make lab` opens the course, `make test` runs every test.
+# Both create .venv on first use and reinstall only when the pins change.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PORT   ?= 8888
+IP     ?= 127.0.0.1
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup lab test bench release validate clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	@touch $(STAMP)
+
+# --no-browser and --allow-root make it work on a headless machine and in a container;
+# IP=0.0.0.0 serves it to other machines.
+lab: setup
+	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
+		--ServerApp.root_dir="$(CURDIR)"
+
+test: setup
+	MPLBACKEND=Agg $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m nnlab.bench
+
+release: setup
+	$(PY) -m grader release
+
+validate: setup
+	$(PY) -m grader validate
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
