@@ -27,7 +27,7 @@ def check_shape(name, x, expected):
     ok = len(x.shape) == len(expected) and all(
         e is None or e == s for e, s in zip(expected, x.shape))
     if not ok:
-        shown = tuple("?" if e is None else e for e in expected)
+        shown = "(" + ", ".join("?" if e is None else str(e) for e in expected) + (",)" if len(expected) == 1 else ")")
         raise ValueError(f"{name} must have shape {shown}, got {x.shape}")
     return x
 
