@@ -25,7 +25,7 @@ def dropout_forward(x, dropout_param):
 
     variant "inverted" (default):
         train: mask_i ~ Bernoulli(1 - p) (1 = keep),  out = x * mask / (1 - p)
-        test:  out = x                                (E[train output] = x, so nothing to do)
+        test:  out = x  (x itself, not a copy)        (E[train output] = x, so nothing to do)
     variant "scale_at_test" (the original paper's formulation):
         train: out = x * mask
         test:  out = x * (1 - p)                      (matches the expected train output)
@@ -122,7 +122,7 @@ def l2_penalty(W, lam):
         dW: array shaped and typed like W (a list of them for a list).
     """
     def one(w):
-        return 0.5 * lam * float(np.sum(w * w, dtype=np.float64)), w * w.dtype.type(lam)
+        return 0.5 * float(lam) * float(np.sum(w * w, dtype=np.float64)), w * w.dtype.type(lam)
     return _penalty(W, lam, one)
 
 
@@ -135,7 +135,7 @@ def l1_penalty(W, lam):
         loss: Python float; dW: shaped like W (a list of them for a list).
     """
     def one(w):
-        return lam * float(np.sum(np.abs(w), dtype=np.float64)), np.sign(w) * w.dtype.type(lam)
+        return float(lam) * float(np.sum(np.abs(w), dtype=np.float64)), np.sign(w) * w.dtype.type(lam)
     return _penalty(W, lam, one)
 
 
@@ -157,7 +157,7 @@ def elastic_net_penalty(W, lam, l1_ratio=0.5):
 
     def one(w):
         f = w.dtype.type
-        loss = lam * (r * float(np.sum(np.abs(w), dtype=np.float64))
+        loss = float(lam) * (r * float(np.sum(np.abs(w), dtype=np.float64))
                       + (1 - r) / 2 * float(np.sum(w * w, dtype=np.float64)))
         return loss, f(lam) * (f(r) * np.sign(w) + f(1 - r) * w)
     return _penalty(W, lam, one)

@@ -151,7 +151,8 @@ def test_prelu_backward_matches_numerical_gradient(n, d, per_feature, seed):
     out, cache = prelu_forward(x, alpha)
     dout = rng.standard_normal(out.shape)
     dx, dalpha = prelu_backward(dout, cache)
-    assert dalpha.shape == alpha.shape, f"dalpha must be shaped like alpha {alpha.shape}, got {dalpha.shape}"
+    assert isinstance(dalpha, np.ndarray) and dalpha.shape == alpha.shape, \
+        f"dalpha must be an array shaped like alpha {alpha.shape}, got {dalpha!r}"
     assert_grad_close(dx, numerical_gradient_array(lambda v: prelu_forward(v, alpha)[0], x, dout), "dx")
     assert_grad_close(dalpha, numerical_gradient_array(lambda a: prelu_forward(x, a)[0], alpha, dout), "dalpha")
 

@@ -176,7 +176,6 @@ def test_ensemble_averages_probabilities_then_takes_argmax():
     mean = (a + b + c) / 3
     assert_close(ensemble_probabilities([a, b, c]), mean, name="ensemble_probabilities")
     labels = ensemble_predict([a, b, c])
-    # example 0: majority vote says class 1, but the average probability favours class 1 too (0.4 vs 0.3);
     assert labels.dtype == np.int64
     assert_close(labels, np.argmax(mean, axis=1), name="ensemble_predict")
     assert_close(ensemble_predict(np.stack([a, b, c])), labels, name="ensemble_predict of a (K, N, C) array")
