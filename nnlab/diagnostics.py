@@ -175,9 +175,11 @@ class UpdateRatioRecorder:
 
     Args:
         params: optional callable returning the current dict name -> array of parameters. Without
-            it the recorder reads `trainer.model.params`. With it, the recorder is usable without
-            a Trainer (call `on_step()` after each update yourself) and snapshots the parameters
-            at construction, so the very first update is recorded too.
+            it the recorder reads the trainer's model: dict(trainer.model.named("params")) for nnlab
+            modules (qualified names like "0.w", nested modules included), else trainer.model.params.
+            With it, the recorder is usable without a Trainer (call `on_step()` after each update
+            yourself) and snapshots the parameters at construction, so the very first update is
+            recorded too.
         every: record one update in `every` (the copy is taken on the call before).
         names: optional list of parameter names to track (default: all).
 
@@ -186,8 +188,9 @@ class UpdateRatioRecorder:
             of on_step calls so far).
         ratios: dict name -> list of floats, aligned with `steps`.
 
-    Without a `params` getter, the first update is not recorded (there is no "before" yet);
-    call `start(params_dict)` before training to record it.
+    The Trainer calls `on_train_begin(trainer)` before the first update, which takes the first
+    snapshot. Used by hand without a getter, call `start(params_dict)` before the first update,
+    or the first update is not recorded (there is no "before" yet).
     """
 
     def __init__(self, params=None, every=1, names=None):
@@ -223,7 +226,16 @@ class UpdateRatioRecorder:
             return self._get()
         if trainer is None:
             raise ValueError("on_step needs the trainer when the recorder has no params getter")
-        return trainer.model.params
+        model = trainer.model
+        if hasattr(model, "named"):   # nnlab modules: nested params under qualified names ("0.w")
+            return dict(model.named("params"))
+        return model.params
+
+    def on_train_begin(self, trainer=None):
+        """Snapshot the parameters before the first update (the Trainer calls this at fit())."""
+        self._calls = 0
+        if self.every == 1:
+            self.start(self._current(trainer))
 
     def on_step(self, trainer=None):
         self._calls += 1

@@ -24,6 +24,8 @@ Second-order methods (`newton_step`, `lbfgs`) do not follow the rule shape: they
 small full-batch problems, where they shine.
 """
 
+import math
+
 import numpy as np
 
 from ._validate import as_float_array
@@ -221,13 +223,17 @@ def _adam_step(w, dw, state, lr, beta1, beta2, eps, bias_correction):
     m *= b1
     m += (1.0 - b1) * dw
     v *= b2
-    v += (1.0 - b2) * (dw * dw)
-    if bias_correction:
-        m_hat = m / (1.0 - b1 ** t)
-        v_hat = v / (1.0 - b2 ** t)
-    else:
-        m_hat, v_hat = m, v
-    return lr * m_hat / (np.sqrt(v_hat) + eps)
+    tmp = np.multiply(dw, dw)
+    tmp *= (1.0 - b2)
+    v += tmp
+    # lr * m_hat / (sqrt(v_hat) + eps) with m_hat = m/c1, v_hat = v/c2 equals
+    # (lr*sqrt(c2)/c1) * m / (sqrt(v) + eps*sqrt(c2)): the same value with fewer array passes.
+    c1, c2 = (1.0 - b1 ** t, 1.0 - b2 ** t) if bias_correction else (1.0, 1.0)
+    np.sqrt(v, out=tmp)
+    tmp += eps * math.sqrt(c2)
+    np.divide(m, tmp, out=tmp)
+    tmp *= lr * math.sqrt(c2) / c1
+    return tmp
 
 
 def adam(w, dw, state, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, bias_correction=True):

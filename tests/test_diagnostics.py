@@ -153,3 +153,21 @@ def test_recorder_without_getter_skips_first_update_unless_started(rng):
     trainer.update(rng)
     rec2.on_step(trainer)
     assert rec2.steps == [3] and set(rec2.ratios) == {"W", "b"}
+
+
+@pytest.mark.slow
+def test_recorder_with_the_real_trainer(rng):
+    from nnlab.modules import mlp
+    from nnlab.train import Trainer
+
+    X = rng.standard_normal((60, 5)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    model = mlp(5, [8], 2, rng=rng)
+    rec = UpdateRatioRecorder()
+    Trainer(model, {"X_train": X, "y_train": y}, update_rule="sgd", optim_config={"lr": 1e-2}, batch_size=20,
+            epochs=2, rng=rng, callbacks=[rec], progress=False).fit()
+    assert rec.steps == [1, 2, 3, 4, 5, 6], "every update, the first one included, is recorded"
+    names = [n for n, _ in model.named("params")]
+    assert set(rec.ratios) == set(names) and len(names) >= 4
+    w_names = [n for n in names if n.endswith("w")]
+    assert all(0 < r < 1 for n in w_names for r in rec.ratios[n])
