@@ -1,13 +1,13 @@
-"""Datasets for the course: the shipped MNIST-5k and 8x8 digits, toy 2-D problems, CIFAR-10 (optional),
-and a minibatch iterator.
+"""Datasets for the course: the shipped MNIST-5k, 8x8 digits and colour patches, toy 2-D problems,
+CIFAR-10 (optional), and a minibatch iterator.
 
 Every loader returns a dict with keys X_train, y_train, X_val, y_val, X_test, y_test; X is floating point
-scaled to [0, 1], y is int64 in 0..9.
+scaled to [0, 1], y is int64 (0..9 for the digits, 0..1 for the colour patches).
 
 Where the files are
 -------------------
-``datasets/mnist_5k.npz`` and ``datasets/digits_8x8.npz`` ship with the repository (provenance, licences,
-checksums: datasets/README.md). Set the environment variable ``NNLAB_DATA_DIR`` to read them from another
+``datasets/mnist_5k.npz``, ``datasets/digits_8x8.npz`` and ``datasets/colour_patches.npz`` ship with the
+repository (provenance, licences, checksums: datasets/README.md). Set the environment variable ``NNLAB_DATA_DIR`` to read them from another
 folder, or pass ``path=`` to a loader. CIFAR-10 is never needed by the course; ``load_cifar10`` reads the
 official python batches from ``root``, ``$NNLAB_CIFAR10`` or ``datasets/cifar-10-batches-py``.
 
@@ -16,7 +16,8 @@ Fixed splits
 The train/val/test split is stored in each .npz as index arrays, built once by datasets/build_datasets.py
 with ``np.random.default_rng(0)`` (stratified: val and test hold the same number of images of each digit).
 Loading therefore never draws random numbers and gives the same split on every machine and numpy version.
-MNIST-5k: 4000 / 500 / 500. Digits: 1197 / 300 / 300.
+MNIST-5k: 4000 / 500 / 500. Digits: 1197 / 300 / 300. Colour patches (datasets/build_colour_patches.py):
+1400 / 300 / 300, cut from disjoint strips of the two photographs.
 
 Raw arrays are cached (functools.lru_cache keyed on the file's path, size and modification time); each call
 returns fresh copies, so modifying a returned array never changes what the next call returns.
@@ -29,7 +30,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["DatasetError", "DatasetNotFoundError", "load_mnist", "load_digits", "load_cifar10",
+__all__ = ["DatasetError", "DatasetNotFoundError", "load_mnist", "load_digits", "load_colour_patches", "load_cifar10",
            "make_spirals", "make_moons", "make_circles", "iterate_minibatches", "datasets_dir"]
 
 _REPO_DATASETS = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "datasets"))
@@ -54,47 +55,55 @@ def datasets_dir():
 # the shipped npz files
 
 _SHIPPED = {
-    # file name: (image side, number of pixel levels - 1, (n_train, n_val, n_test))
-    "mnist_5k.npz": (28, 255, (4000, 500, 500)),
-    "digits_8x8.npz": (8, 16, (1197, 300, 300)),
+    # file name: (shape of one stored image, largest pixel value, number of classes, the script that builds it)
+    "mnist_5k.npz": ((28, 28), 255, 10, "build_datasets.py"),
+    "digits_8x8.npz": ((8, 8), 16, 10, "build_datasets.py"),
+    "colour_patches.npz": ((3, 32, 32), 255, 2, "build_colour_patches.py"),
 }
 
 
 def _restore_hint(fname):
     return (f"restore the shipped copy with `git checkout -- datasets/{fname}`, or rebuild it with "
-            f"`python datasets/build_datasets.py` (see datasets/README.md)")
+            f"`python datasets/{_SHIPPED[fname][3]}` (see datasets/README.md)")
 
 
 @functools.lru_cache(maxsize=8)
 def _read_npz(path, fname, _size, _mtime):
     """Read and validate a shipped npz (`fname` says which); cached on (path, size, mtime)."""
-    side, top, _ = _SHIPPED[fname]
+    image_shape, top, num_classes, _ = _SHIPPED[fname]
     keys = ("images", "labels", "train_idx", "val_idx", "test_idx")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            missing = [k for k in keys if k not in f.files]
-            if missing:
-                raise DatasetError(f"dataset file {path} is corrupt or not a course dataset: it lacks the "
-                                   f"arrays {missing} (it has {f.files}); {_restore_hint(fname)}")
-            arrays = {k: f[k] for k in keys}
+        # open the file ourselves: np.load leaks its handle (a ResourceWarning on stderr) when the zip is bad
+        with open(path, "rb") as fh:
+            f = np.load(fh, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise DatasetError(f"dataset file {path} is corrupt: it holds a single array, not an .npz "
+                                   f"archive; {_restore_hint(fname)}")
+            with f:
+                missing = [k for k in keys if k not in f.files]
+                if missing:
+                    raise DatasetError(f"dataset file {path} is corrupt or not a course dataset: it lacks the "
+                                       f"arrays {missing} (it has {f.files}); {_restore_hint(fname)}")
+                arrays = {k: f[k] for k in keys}
     except DatasetError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError, pickle.UnpicklingError) as e:
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, KeyError, pickle.UnpicklingError) as e:
         raise DatasetError(f"dataset file {path} is corrupt (truncated or overwritten: "
                            f"{type(e).__name__}: {e}); {_restore_hint(fname)}") from e
     images, labels = arrays["images"], arrays["labels"]
     n = len(labels)
     problems = []
-    if images.dtype != np.uint8 or images.ndim != 3 or len(images) != n:
-        problems.append(f"images {images.dtype} {images.shape} vs labels {labels.shape}")
-    if images.shape[1:] != (side, side):
-        problems.append(f"images are {images.shape[1:]}, expected ({side}, {side})")
-    if n and (labels.min() < 0 or labels.max() > 9):
-        problems.append("labels outside 0..9")
+    if images.dtype != np.uint8 or images.shape[1:] != image_shape or len(images) != n \
+            or labels.dtype.kind not in "iu" or labels.ndim != 1:
+        problems.append(f"images {images.dtype} {images.shape} with labels {labels.dtype} {labels.shape}, "
+                        f"expected uint8 ({n}, {', '.join(map(str, image_shape))}) and integer labels ({n},)")
+    elif n and (labels.min() < 0 or labels.max() >= num_classes):
+        problems.append(f"labels outside 0..{num_classes - 1}")
     if images.size and images.max() > top:
         problems.append(f"pixel values above {top}")
     split = np.concatenate([arrays["train_idx"], arrays["val_idx"], arrays["test_idx"]])
-    if split.size and (split.min() < 0 or split.max() >= n or len(np.unique(split)) != len(split)):
+    if split.dtype.kind not in "iu" or (split.size and (split.min() < 0 or split.max() >= n
+                                                        or len(np.unique(split)) != len(split))):
         problems.append("split indices out of range or repeated")
     if problems:
         raise DatasetError(f"dataset file {path} is corrupt: {'; '.join(problems)}; {_restore_hint(fname)}")
@@ -110,7 +119,7 @@ def _load_shipped(fname, path, dtype, flatten):
     if not os.path.isfile(path):
         raise DatasetNotFoundError(
             f"dataset file {path} is missing. It ships with the course repository: restore it with "
-            f"`git checkout -- datasets/{fname}`, or rebuild it with `python datasets/build_datasets.py` "
+            f"`git checkout -- datasets/{fname}`, or rebuild it with `python datasets/{_SHIPPED[fname][3]}` "
             f"(instructions in that script and in datasets/README.md). If you keep the data elsewhere, "
             f"set NNLAB_DATA_DIR to that folder or pass path=...")
     dtype = np.dtype(dtype)
@@ -124,7 +133,11 @@ def _load_shipped(fname, path, dtype, flatten):
     for split in ("train", "val", "test"):
         idx = raw[f"{split}_idx"]
         x = images[idx].astype(dtype) / dtype.type(top)
-        out[f"X_{split}"] = x.reshape(len(idx), -1) if flatten else x[:, None, :, :]
+        if flatten:
+            x = x.reshape(len(idx), -1)
+        elif x.ndim == 3:  # grey images (N, H, W) -> (N, 1, H, W)
+            x = x[:, None, :, :]
+        out[f"X_{split}"] = x
         out[f"y_{split}"] = raw["labels"][idx].astype(np.int64)
     return out
 
@@ -149,6 +162,22 @@ def load_digits(dtype=np.float32, flatten=True, path=None):
     return _load_shipped("digits_8x8.npz", path, dtype, flatten)
 
 
+def load_colour_patches(dtype=np.float32, flatten=False, path=None):
+    """2000 colour patches of 32x32 pixels cut from two photographs (china.jpg, flower.jpg in scikit-learn),
+    from datasets/colour_patches.npz (built by datasets/build_colour_patches.py).
+
+    The offline stand-in for CIFAR-10: same image size and layout, real photographic colour statistics.
+    Labels say which photo a patch comes from (0 = china.jpg, a temple; 1 = flower.jpg). Train, val and
+    test patches come from disjoint vertical strips of each photo, so no pixel is shared between splits.
+
+    Returns dict X_train (1400, 3, 32, 32), y_train (1400,), X_val (300, 3, 32, 32), y_val,
+    X_test (300, 3, 32, 32), y_test. X: `dtype`, pixel / 255 in [0, 1], channels R, G, B
+    ((N, 3072) when flatten=True). y: int64 in {0, 1}. Provenance, licence (CC BY 2.0): datasets/README.md.
+    Raises DatasetNotFoundError if the file is missing, DatasetError if it is corrupt.
+    """
+    return _load_shipped("colour_patches.npz", path, dtype, flatten)
+
+
 # ----------------------------------------------------------------------------------------------------------
 # CIFAR-10 (optional, never shipped)
 
@@ -166,6 +195,8 @@ class _CifarUnpickler(pickle.Unpickler):
         if module in ("numpy.core.multiarray", "numpy.core.numeric", "numpy._core.multiarray",
                       "numpy._core.numeric", "numpy") and name in self._ALLOWED:
             module = module.replace("numpy.core", "numpy._core")
+            return super().find_class(module, name)
+        if (module, name) == ("_codecs", "encode"):  # how protocol-2 pickles written by Python 3 store bytes
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a CIFAR-10 batch")
 

@@ -120,8 +120,6 @@ class PerChannelNormalizer(_Transform):
     Channels with std below `eps` are only centred.
     """
 
-    min_ndim = 4
-
     def __init__(self, std=True, eps=1e-8):
         self.std, self.eps = bool(std), float(eps)
 

@@ -9,10 +9,10 @@ import shutil
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from nnlab import data
-from nnlab.data import (DatasetError, DatasetNotFoundError, iterate_minibatches, load_cifar10, load_digits,
-                        load_mnist, make_circles, make_moons, make_spirals)
+from nnlab.data import (DatasetError, DatasetNotFoundError, iterate_minibatches, load_cifar10,
+                        load_colour_patches, load_digits, load_mnist, make_circles, make_moons, make_spirals)
 
 DATASETS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "datasets")
 SPLITS = {"mnist": (load_mnist, "mnist_5k.npz", 28, (4000, 500, 500)),
@@ -63,22 +63,44 @@ def test_splits_are_disjoint_and_cover_the_file(name):
     np.testing.assert_array_equal(np.sort(idx), np.arange(sum(sizes)))
     d = loader(dtype=np.float64, flatten=False)
     top = 255 if name == "mnist" else 16
-    np.testing.assert_array_equal(np.rint(d["X_val"][:, 0] * top).astype(np.uint8), images[f_idx(fname, "val")])
-    np.testing.assert_array_equal(d["y_test"], labels[f_idx(fname, "test")])
-
-
-def f_idx(fname, split):
     with np.load(os.path.join(DATASETS, fname)) as f:
-        return f[f"{split}_idx"]
+        val_idx, test_idx = f["val_idx"], f["test_idx"]
+    np.testing.assert_array_equal(np.rint(d["X_val"][:, 0] * top).astype(np.uint8), images[val_idx])
+    np.testing.assert_array_equal(d["y_test"], labels[test_idx])
 
 
 def test_shipped_files_match_the_checksums_in_the_readme():
-    readme = open(os.path.join(DATASETS, "README.md"), encoding="utf-8").read()
+    with open(os.path.join(DATASETS, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
     for fname in ("mnist_5k.npz", "digits_8x8.npz"):
         with open(os.path.join(DATASETS, fname), "rb") as f:
             digest = hashlib.sha256(f.read()).hexdigest()
         assert re.search(rf"{re.escape(fname)}.*{digest}", readme, re.S), \
             f"datasets/README.md does not list sha256 {digest} for {fname}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_colour_patches(dtype):
+    d = load_colour_patches(dtype=dtype)
+    for split, n in zip(("train", "val", "test"), (1400, 300, 300)):
+        X, y = d[f"X_{split}"], d[f"y_{split}"]
+        assert X.shape == (n, 3, 32, 32) and X.dtype == dtype and y.dtype == np.int64
+        assert 0.0 <= X.min() and X.max() <= 1.0
+        np.testing.assert_array_equal(np.bincount(y), [n // 2, n // 2])
+    # real photographs: the three channels have different statistics (that is what per-channel stats are for)
+    means = d["X_train"].mean(axis=(0, 2, 3))
+    assert np.ptp(means) > 0.02, f"channel means {means} look identical"
+    assert load_colour_patches(flatten=True)["X_val"].shape == (300, 3072)
+
+
+def test_colour_patches_corrupt_and_missing_name_their_build_script(tmp_path):
+    path = tmp_path / "colour_patches.npz"
+    with pytest.raises(DatasetNotFoundError, match="build_colour_patches.py"):
+        load_colour_patches(path=path)
+    np.savez_compressed(path, images=np.zeros((4, 1, 8, 8), np.uint8), labels=np.zeros(4, np.uint8),
+                        train_idx=np.arange(2), val_idx=np.arange(2, 3), test_idx=np.arange(3, 4))
+    with pytest.raises(DatasetError, match=r"corrupt.*\(4, 3, 32, 32\).*git checkout -- datasets/colour_patches"):
+        load_colour_patches(path=path)
 
 
 def test_loading_is_deterministic_and_returns_fresh_copies():
@@ -114,17 +136,21 @@ def test_env_override_points_the_loaders_elsewhere(tmp_path, monkeypatch):
     assert load_digits()["X_train"].shape == (1197, 64)
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_arrays", "bad_labels"])
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "wrong_arrays", "bad_labels", "npy"])
 def test_corrupt_file_raises_dataset_error_with_the_fix(tmp_path, damage):
     src = os.path.join(DATASETS, "digits_8x8.npz")
     path = tmp_path / "digits_8x8.npz"
-    raw = open(src, "rb").read()
+    with open(src, "rb") as f:
+        raw = f.read()
     if damage == "truncate":
         path.write_bytes(raw[: len(raw) // 2])
     elif damage == "garbage":
         path.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
     elif damage == "empty":
         path.write_bytes(b"")
+    elif damage == "npy":
+        with open(path, "wb") as f:
+            np.save(f, np.zeros((3, 8, 8), np.uint8))
     elif damage == "wrong_arrays":
         np.savez_compressed(path, images=np.zeros((3, 8, 8), np.uint8))
     else:
@@ -182,7 +208,23 @@ def test_cifar10_reads_the_official_format(tmp_path):
     np.testing.assert_array_equal(d["y_test"], batches["test_batch"][b"labels"])
     small = load_cifar10(tmp_path / "cifar-10-batches-py", num_train=5, num_val=10, dtype=np.float64)
     assert small["X_train"].shape == (5, 3, 32, 32) and small["X_train"].dtype == np.float64
-    np.testing.assert_array_equal(small["X_val"], d["X_val"])
+    np.testing.assert_allclose(small["X_val"], d["X_val"], rtol=1e-6)
+
+
+def test_cifar10_reads_pickles_naming_numpy_core(tmp_path):
+    """The official batches were pickled by Python 2 with old numpy: they name numpy.core.multiarray,
+    which numpy 2 only reaches through a deprecation shim; loading must not warn (stderr fails nbgrader)."""
+    root = tmp_path / "c"
+    batches = _write_cifar(root)
+    for name in batches:
+        raw = (root / name).read_bytes()
+        (root / name).write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+        assert b"numpy.core.multiarray" in (root / name).read_bytes()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = load_cifar10(root, num_val=3)
+    np.testing.assert_array_equal(d["y_test"], batches["test_batch"][b"labels"])
 
 
 def test_cifar10_root_from_environment(tmp_path, monkeypatch):
@@ -272,7 +314,24 @@ def test_minibatches_cover_every_example_once_per_epoch(n, bs, drop_last):
     if not drop_last:
         np.testing.assert_array_equal(np.sort(seen), y)
     for xb, yb in batches:
-        np.testing.assert_array_equal(xb, X[yb]), "X and y batches must stay aligned"
+        np.testing.assert_array_equal(xb, X[yb], err_msg="X and y batches must stay aligned")
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 40), bs=st.integers(1, 12), drop_last=st.booleans(), shuffle=st.booleans(),
+       seed=st.integers(0, 100))
+def test_minibatches_property(n, bs, drop_last, shuffle, seed):
+    X, y = np.arange(n * 3.0).reshape(n, 3), np.arange(n)
+    batches = list(iterate_minibatches(X, y, bs, rng=np.random.default_rng(seed), shuffle=shuffle,
+                                       drop_last=drop_last))
+    seen = np.concatenate([b for _, b in batches]) if batches else np.zeros(0, int)
+    assert len(seen) == (n - n % bs if drop_last else n)
+    assert len(np.unique(seen)) == len(seen)
+    assert all(len(b) == bs for _, b in batches[:-1])
+    if drop_last:
+        assert all(len(b) == bs for _, b in batches)
+    if not shuffle:
+        np.testing.assert_array_equal(seen, np.arange(len(seen)))
 
 
 def test_minibatches_reshuffle_between_epochs_and_follow_the_rng():
@@ -296,6 +355,3 @@ def test_minibatches_validate_arguments_eagerly():
     with pytest.raises(ValueError, match="rng"):
         iterate_minibatches(X, np.zeros(10), 2)
 
-
-def test_cache_is_keyed_on_the_file(tmp_path):
-    assert data._read_npz.cache_info().maxsize is not None
