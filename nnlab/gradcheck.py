@@ -22,18 +22,7 @@ def numerical_gradient(f, x, h=1e-5):
     `x` is perturbed in place and restored, so f may close over it.
     Returns an array shaped like x.
     """
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + h
-        f_plus = float(f(x))
-        x[i] = old - h
-        f_minus = float(f(x))
-        x[i] = old
-        grad[i] = (f_plus - f_minus) / (2 * h)
-    return grad
+    return numerical_gradient_array(f, x, 1.0, h)
 
 
 def numerical_gradient_array(f, x, dout, h=1e-5):
