@@ -22,7 +22,7 @@ alpha = 0.01 (Maas et al. 2013, and PyTorch's default).
 import math
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erfc
 
 from ._validate import as_float_array, check_same_dtype, check_shape
 
@@ -244,8 +244,8 @@ def selu_backward(dout, cache):
 def gelu_forward(x, approximate="none"):
     """GELU (Hendrycks & Gimpel 2016): out = x * Phi(x), Phi the standard normal CDF.
 
-    approximate="none" (default, exact):  Phi(x) = (1 + erf(x / sqrt 2)) / 2.
-    approximate="tanh":  out = x/2 * (1 + tanh(u)),  u = sqrt(2/pi) * (x + 0.044715 x^3)
+    approximate="none" (default, exact):  Phi(x) = (1 + erf(x / sqrt 2)) / 2 = erfc(-x / sqrt 2) / 2.
+    approximate="tanh":  out = x/2 * (1 + tanh(u)) = x * sigmoid(2u),  u = sqrt(2/pi) * (x + 0.044715 x^3)
                          (the approximation of the paper, and PyTorch's approximate="tanh";
                          it differs from the exact GELU by less than about 1e-3).
 
@@ -254,16 +254,19 @@ def gelu_forward(x, approximate="none"):
         approximate: "none" or "tanh".
     Returns:
         out: same shape and dtype as x.
-        cache: (x, approximate, Phi(x) or tanh(u)).
+        cache: (x, approximate, Phi(x) or sigmoid(2u)).
+
+    Both forms are computed without cancellation for x << 0 (erfc, and a stable sigmoid rather than
+    1 + erf or 1 + tanh), so tiny negative outputs keep their relative precision in float32.
     """
     x = as_float_array("x", x)
     if approximate == "none":
-        cdf = (1 + erf(x * x.dtype.type(_SQRT_HALF))) / 2
+        cdf = erfc(-x * x.dtype.type(_SQRT_HALF)) / 2
         return x * cdf, (x, approximate, cdf)
     if approximate == "tanh":
         u = x.dtype.type(_SQRT_2_OVER_PI) * (x + x.dtype.type(_GELU_CUBIC) * x ** 3)
-        t = np.tanh(u)
-        return x / 2 * (1 + t), (x, approximate, t)
+        s, _ = sigmoid_forward(2 * u)
+        return x * s, (x, approximate, s)
     raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
@@ -271,7 +274,7 @@ def gelu_backward(dout, cache):
     """Derivative of GELU.
 
     exact:  d/dx [x Phi(x)] = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi).
-    tanh:   (1 + t)/2 + x/2 * (1 - t^2) * sqrt(2/pi) * (1 + 3 * 0.044715 x^2),  t = tanh(u).
+    tanh:   s + x * 2 s (1 - s) * sqrt(2/pi) * (1 + 3 * 0.044715 x^2),  s = sigmoid(2u) = (1 + tanh u) / 2.
 
     Returns:
         dx: shape of x.
@@ -283,7 +286,7 @@ def gelu_backward(dout, cache):
         pdf = np.exp(-x * x / 2) * f(_INV_SQRT_2PI)
         return dout * (s + x * pdf)
     du = f(_SQRT_2_OVER_PI) * (1 + f(3 * _GELU_CUBIC) * x * x)
-    return dout * ((1 + s) / 2 + x / 2 * (1 - s * s) * du)
+    return dout * (s + x * (2 * s * (1 - s)) * du)
 
 
 # ----------------------------------------------------------------------------- prelu

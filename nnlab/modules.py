@@ -232,18 +232,20 @@ class BatchNorm1d(Module):
 
     momentum follows the lecture (CS231n) convention: running = momentum * running + (1 - momentum) * batch,
     so 0.9 weights the old average (PyTorch's momentum=0.1 is the same thing).
+    running_var averages the biased batch variance, as in the lectures; unbiased_running_var=True
+    averages the unbiased one, as torch.nn.BatchNorm1d does.
     The running statistics live in .buffers and are used in eval mode.
     """
 
-    def __init__(self, dim, momentum=0.9, eps=1e-5, dtype=np.float32):
+    def __init__(self, dim, momentum=0.9, eps=1e-5, unbiased_running_var=False, dtype=np.float32):
         super().__init__()
         self.params = {"gamma": np.ones(dim, dtype=dtype), "beta": np.zeros(dim, dtype=dtype)}
         self.buffers = {"running_mean": np.zeros(dim, dtype=dtype), "running_var": np.ones(dim, dtype=dtype)}
-        self.momentum, self.eps = momentum, eps
+        self.momentum, self.eps, self.unbiased_running_var = momentum, eps, unbiased_running_var
 
     def forward(self, x):
-        bn_param = {"mode": "train" if self.training else "test", "eps": self.eps,
-                    "momentum": self.momentum, **self.buffers}
+        bn_param = {"mode": "train" if self.training else "test", "eps": self.eps, "momentum": self.momentum,
+                    "unbiased_running_var": self.unbiased_running_var, **self.buffers}
         out, self._cache = batchnorm_forward(x, self.params["gamma"], self.params["beta"], bn_param)
         self.buffers["running_mean"] = bn_param["running_mean"]
         self.buffers["running_var"] = bn_param["running_var"]

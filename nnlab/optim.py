@@ -127,6 +127,8 @@ def nesterov(w, dw, state, lr=1e-2, momentum=0.9):
     lecture's Nesterov v), whereas sgd_momentum's velocity is a sum of raw gradients and the
     step is -lr*v. Starting from v = 0 both forms give the same iterates w_t = x_t + rho*v_t
     (Sutskever et al., "On the importance of initialization and momentum in deep learning", 2013).
+    It also equals PyTorch's SGD(nesterov=True) for a constant lr; under a schedule they differ,
+    because this velocity was scaled by earlier learning rates while PyTorch's buffer holds raw gradients.
 
     Args:
         w, dw: arrays of one shape and dtype. state: dict holding "velocity".

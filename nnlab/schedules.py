@@ -111,6 +111,7 @@ class cosine(Schedule):
         lr(t) = lr_min                                              for t >= T
 
     Starts at lr (t = 0), is halfway at t = T/2, reaches lr_min at t = T and stays there.
+    torch.optim.lr_scheduler.CosineAnnealingLR agrees for 0 <= t <= T, then climbs back up.
     """
 
     def __init__(self, lr, total_steps, lr_min=0.0):
