@@ -24,8 +24,9 @@ lab: setup
 	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
 		--ServerApp.root_dir="$(CURDIR)"
 
+# Two test processes on two cores: one BLAS thread each, or they oversubscribe the machine.
 test: setup
-	MPLBACKEND=Agg $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+	MPLBACKEND=Agg OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m nnlab.bench

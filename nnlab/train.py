@@ -85,7 +85,8 @@ class Trainer:
         update_rule: a rule(w, dw, state, **hyper) -> next_w, or a name in nnlab.optim.RULES.
         optim_config: hyperparameters passed to the rule, e.g. {"lr": 1e-3, "beta1": 0.9}.
         lr_schedule: optional callable step -> lr (nnlab.schedules); it overrides optim_config["lr"].
-        batch_size, epochs: the loop; max_steps stops earlier.
+        batch_size, epochs: the loop; max_steps stops earlier. drop_last skips the last, smaller
+            batch of each epoch (BatchNorm cannot normalise a batch of one example).
         reg: L2 strength lambda in lambda/2 * ||W||^2 over weight matrices.
         rng: Generator for shuffling (required for reproducible runs).
         callbacks: objects with on_train_begin/on_step/on_epoch_end/on_train_end methods.
@@ -96,7 +97,7 @@ class Trainer:
 
     def __init__(self, model, data, update_rule="sgd", optim_config=None, lr_schedule=None, batch_size=100,
                  epochs=10, reg=0.0, rng=None, callbacks=(), progress=True, max_steps=None,
-                 num_train_eval=1000, diverge_factor=10.0):
+                 num_train_eval=1000, diverge_factor=10.0, drop_last=False):
         for key in ("X_train", "y_train"):
             if key not in data:
                 raise ValueError(f"data must contain {key!r}; got keys {sorted(data)}")
@@ -117,7 +118,7 @@ class Trainer:
         self.update_rule = update_rule
         self.optim_config = dict(optim_config or {})
         self.lr_schedule = lr_schedule
-        self.batch_size, self.epochs, self.max_steps = batch_size, epochs, max_steps
+        self.batch_size, self.epochs, self.max_steps, self.drop_last = batch_size, epochs, max_steps, drop_last
         self.reg = reg
         self.rng = np.random.default_rng() if rng is None else rng
         self.callbacks = list(callbacks)
@@ -181,7 +182,7 @@ class Trainer:
     def fit(self):
         """Train for `epochs` epochs (or max_steps steps); returns the History."""
         X, y = self.data["X_train"], self.data["y_train"]
-        steps_per_epoch = math.ceil(len(X) / self.batch_size)
+        steps_per_epoch = (len(X) // self.batch_size if self.drop_last else math.ceil(len(X) / self.batch_size))
         total = steps_per_epoch * self.epochs
         if self.max_steps is not None:
             total = min(total, self.max_steps)
@@ -190,7 +191,8 @@ class Trainer:
         self._call("on_train_begin")
         try:
             while self.epoch < self.epochs and not self.stop_training:
-                for X_batch, y_batch in iterate_minibatches(X, y, self.batch_size, rng=self.rng):
+                for X_batch, y_batch in iterate_minibatches(X, y, self.batch_size, rng=self.rng,
+                                                            drop_last=self.drop_last):
                     loss = self.train_step(X_batch, y_batch)
                     self.history.loss.append(loss)
                     self._check_divergence(loss)

@@ -37,6 +37,15 @@ def test_history_records_every_step_and_epoch(spirals, rng):
     assert np.mean(history.loss[-5:]) < np.mean(history.loss[:5]), "the loss should go down"
 
 
+def test_drop_last_lets_batchnorm_train_when_one_example_is_left(spirals, rng):
+    data = {"X_train": spirals["X_train"][:97], "y_train": spirals["y_train"][:97]}
+    model = mlp(2, [8], 3, norm="batchnorm", rng=rng)
+    with pytest.raises(ValueError):
+        Trainer(model, data, batch_size=32, epochs=1, rng=rng, progress=False).fit()
+    history = Trainer(model, data, batch_size=32, epochs=2, rng=rng, progress=False, drop_last=True).fit()
+    assert history.steps == 6
+
+
 def test_same_seed_same_run(spirals):
     runs = []
     for _ in range(2):
