@@ -1,0 +1,204 @@
+"""Notebook 04 (batchnorm): fast checks of the solution notebook without executing its experiments.
+
+The exercise cells are executed in a plain namespace; then every graded test cell (visible AND hidden part)
+is run against (a) the solution, which must pass, (b) the stubs nbgrader makes, which must fail,
+(c) answers that only delegate to nnlab, which must fail with the "not nnlab's" message, and (d) answers with
+a classic BatchNorm mistake, whose failure message must name that mistake. The solution is also cross-checked
+against nnlab.normalization on random inputs: two independent implementations agreeing.
+`python -m grader validate 04_batchnorm` executes the whole notebook; this file takes a second or two.
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+import nnlab.normalization as N
+
+SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "04_batchnorm" / "batchnorm.ipynb"
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+
+EXERCISES = {  # test cell -> the exercise cells it needs (in order)
+    "test_bn_forward_train": ("bn_forward_impl",),
+    "test_bn_forward_running": ("bn_forward_impl",),
+    "test_bn_forward_test_mode": ("bn_forward_impl",),
+    "test_bn_backward": ("bn_forward_impl", "bn_backward_impl"),
+    "test_bn_backward_alt": ("bn_forward_impl", "bn_backward_impl", "bn_backward_alt_impl"),
+    "test_ln_forward": ("ln_impl",),
+    "test_ln_backward": ("ln_impl",),
+    "test_fold_bn": ("fold_bn_impl",),
+}
+OWN = {  # the exercise each test cell grades (the one that is stubbed / wrapped / broken)
+    "test_bn_forward_train": "bn_forward_impl", "test_bn_forward_running": "bn_forward_impl",
+    "test_bn_forward_test_mode": "bn_forward_impl", "test_bn_backward": "bn_backward_impl",
+    "test_bn_backward_alt": "bn_backward_alt_impl", "test_ln_forward": "ln_impl", "test_ln_backward": "ln_impl",
+    "test_fold_bn": "fold_bn_impl",
+}
+
+
+@pytest.fixture(scope="module")
+def cells():
+    nb = nbformat.read(SOURCE, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def namespace(cells, sources):
+    ns = {}
+    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
+    for src in sources:
+        exec(src, ns)
+    return ns
+
+
+def stub(src):
+    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
+
+
+def sources(cells, test_id, replace=None):
+    """Exercise sources for test_id; `replace(grade_id, src)` may alter the one the test grades."""
+    out = []
+    for gid in EXERCISES[test_id]:
+        src = cells[gid].source
+        out.append(replace(gid, src) if replace and gid == OWN[test_id] else src)
+    return out
+
+
+def test_metadata_points_and_ids(cells):
+    graded = {gid: c for gid, c in cells.items() if c.metadata["nbgrader"]["grade"]}
+    assert set(EXERCISES) <= set(graded)
+    auto = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "code")
+    manual = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "markdown")
+    assert (auto, manual) == (18, 2)
+    for gid, c in cells.items():
+        md = c.metadata["nbgrader"]
+        assert md["schema_version"] == 3 and re.fullmatch(r"[a-z0-9_]+", gid)
+        if md["solution"] and c.cell_type == "code":
+            assert "### BEGIN SOLUTION" in c.source, gid
+        if md["grade"] and c.cell_type == "code":
+            assert md["locked"] and "### BEGIN HIDDEN TESTS" in c.source and "forbid_calls" in c.source, gid
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_solution_passes_visible_and_hidden_tests(cells, test_id):
+    ns = namespace(cells, sources(cells, test_id))
+    exec(cells[test_id].source, ns)
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_stub_fails(cells, test_id):
+    ns = namespace(cells, sources(cells, test_id, lambda gid, src: stub(src)))
+    with pytest.raises(NotImplementedError):
+        exec(cells[test_id].source, ns)
+
+
+WRAPPERS = {
+    "bn_forward_impl": "from nnlab.normalization import batchnorm_forward",
+    "bn_backward_impl": "from nnlab.normalization import batchnorm_backward",
+    "bn_backward_alt_impl": "from nnlab.normalization import batchnorm_backward_alt",
+    "ln_impl": "from nnlab.normalization import layernorm_forward, layernorm_backward",
+    "fold_bn_impl": "from nnlab.normalization import fold_batchnorm",
+}
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_answer_that_wraps_nnlab_fails(cells, test_id):
+    # a consistent delegating answer: every exercise the test needs comes from nnlab
+    ns = namespace(cells, [WRAPPERS[gid] for gid in EXERCISES[test_id]])
+    with pytest.raises(AssertionError, match="not nnlab's"):
+        exec(cells[test_id].source, ns)
+
+
+FWD = "bn_forward_impl"
+MISTAKES = [  # (test cell, exercise, [(solution text, wrong text)], words the failure must contain)
+    ("test_bn_forward_train", FWD, [("batch_var = (xc * xc).mean(axis=0)", "batch_var = x.var(axis=0, ddof=1)")],
+     "UNBIASED variance"),
+    ("test_bn_forward_train", FWD, [("std = np.sqrt(batch_var + eps)", "std = np.sqrt(batch_var) + eps")],
+     "eps OUTSIDE"),
+    ("test_bn_forward_train", FWD, [("xc = x - batch_mean", "xc = x - running_mean"),
+                                    ("std = np.sqrt(batch_var + eps)", "std = np.sqrt(running_var + eps)")],
+     "RUNNING averages in train mode"),
+    ("test_bn_forward_running", FWD,
+     [("running_mean = momentum * running_mean + (1 - momentum) * batch_mean",
+       "running_mean = (1 - momentum) * running_mean + momentum * batch_mean")], "momentum the wrong way round"),
+    ("test_bn_forward_running", FWD,
+     [("running_mean = momentum * running_mean + (1 - momentum) * batch_mean", "pass")], "left unchanged"),
+    ("test_bn_forward_test_mode", FWD,
+     [("x_hat = (x - running_mean) / np.sqrt(running_var + eps)", "x_hat = (x - x.mean(0)) / np.sqrt(x.var(0) + eps)")],
+     "the mode never switched"),
+    ("test_bn_forward_test_mode", FWD,
+     [("x_hat = (x - running_mean) / np.sqrt(running_var + eps)", "x_hat = (x - running_mean) / (np.sqrt(running_var) + eps)")],
+     "eps OUTSIDE"),
+    ("test_bn_forward_train", FWD, [('eps = bn_param.get("eps", 1e-5)', 'eps = np.float64(bn_param.get("eps", 1e-5))')],
+     "float32"),
+    ("test_bn_backward", "bn_backward_impl", [("dx = dxc + dmu / N", "dx = dxc")], "path through the batch mean"),
+    ("test_bn_backward", "bn_backward_impl", [("dxc = dxc + (2 / N) * xc * dvar", "pass")],
+     "path through the batch variance"),
+    ("test_bn_backward_alt", "bn_backward_alt_impl",
+     [("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    return batchnorm_backward(dout, cache)\n")],
+     "calls batchnorm_backward"),
+    ("test_ln_forward", "ln_impl", [("mu = x.mean(axis=1, keepdims=True)", "mu = x.mean(axis=0)"),
+                                    ("var = (xc * xc).mean(axis=1, keepdims=True)", "var = (xc * xc).mean(axis=0)")],
+     "as in BatchNorm"),
+    ("test_fold_bn", "fold_bn_impl", [("b_folded = (b - running_mean) * scale + beta", "b_folded = b * scale + beta")],
+     "running mean was not subtracted"),
+]
+
+
+@pytest.mark.parametrize("test_id, exercise, edits, words", MISTAKES,
+                         ids=[f"{m[0]}-{m[3].split()[0]}-{i}" for i, m in enumerate(MISTAKES)])
+def test_classic_mistake_is_named(cells, test_id, exercise, edits, words):
+    def broken(gid, src):
+        for old, new in edits:
+            assert old in src, f"{gid} no longer contains {old!r}: update this test"
+            src = src.replace(old, new)
+        return src
+
+    assert OWN[test_id] == exercise
+    ns = namespace(cells, sources(cells, test_id, broken))
+    with pytest.raises(AssertionError, match=re.escape(words)):
+        exec(cells[test_id].source, ns)
+
+
+def test_backward_tests_blame_a_wrong_forward_pass(cells):
+    src = cells[FWD].source.replace("batch_var = (xc * xc).mean(axis=0)", "batch_var = x.var(axis=0, ddof=1)")
+    ns = namespace(cells, [src, cells["bn_backward_impl"].source])
+    with pytest.raises(AssertionError, match="make the batchnorm_forward tests pass first"):
+        exec(cells["test_bn_backward"].source, ns)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_solution_agrees_with_nnlab(cells, dtype):
+    ns = namespace(cells, [cells[g].source for g in ("bn_forward_impl", "bn_backward_impl",
+                                                      "bn_backward_alt_impl", "ln_impl", "fold_bn_impl")])
+    rng = np.random.default_rng(404)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-9, atol=1e-11)
+    for _ in range(5):
+        n, d = int(rng.integers(2, 20)), int(rng.integers(1, 8))
+        x = (rng.normal(size=(n, d)) * 2 + 1).astype(dtype)
+        g, b, dout = rng.normal(size=d).astype(dtype), rng.normal(size=d).astype(dtype), rng.normal(size=(n, d)).astype(dtype)
+        p_mine, p_ref = {"mode": "train", "momentum": 0.8}, {"mode": "train", "momentum": 0.8}
+        for _step in range(2):
+            out, cache = ns["batchnorm_forward"](x, g, b, p_mine)
+            ref, ref_cache = N.batchnorm_forward(x, g, b, p_ref)
+        np.testing.assert_allclose(out, ref, **tol)
+        for key in ("running_mean", "running_var"):
+            assert p_mine[key].dtype == dtype
+            np.testing.assert_allclose(p_mine[key], p_ref[key], **tol)
+        for mine in (ns["batchnorm_backward"], ns["batchnorm_backward_alt"]):
+            for a, r in zip(mine(dout, cache), N.batchnorm_backward(dout, ref_cache)):
+                assert a.dtype == dtype
+                np.testing.assert_allclose(a, r, **tol)
+        p_mine["mode"] = p_ref["mode"] = "test"
+        np.testing.assert_allclose(ns["batchnorm_forward"](x, g, b, p_mine)[0], N.batchnorm_forward(x, g, b, p_ref)[0], **tol)
+        out, cache = ns["layernorm_forward"](x, g, b)
+        ref, ref_cache = N.layernorm_forward(x, g, b)
+        np.testing.assert_allclose(out, ref, **tol)
+        for a, r in zip(ns["layernorm_backward"](dout, cache), N.layernorm_backward(dout, ref_cache)):
+            np.testing.assert_allclose(a, r, **tol)
+        w, bias = rng.normal(size=(3, d)).astype(dtype), rng.normal(size=d).astype(dtype)
+        rm, rv = rng.normal(size=d).astype(dtype), rng.uniform(0.5, 2, size=d).astype(dtype)
+        for a, r in zip(ns["fold_batchnorm"](w, bias, g, b, rm, rv), N.fold_batchnorm(w, bias, g, b, rm, rv)):
+            assert a.dtype == dtype
+            np.testing.assert_allclose(a, r, **tol)
