@@ -1,0 +1,125 @@
+"""Notebook 01 (activations): fast checks of the solution notebook without executing its experiments.
+
+The exercise cells are executed in a plain namespace; then every graded test cell (visible AND hidden part)
+is run against (a) the solution, which must pass, (b) the stubs nbgrader makes, which must fail, and
+(c) answers that only delegate to nnlab, which must fail with the "not nnlab's" message. The solution is
+also cross-checked against nnlab.activations on random inputs: two independent implementations agreeing.
+`python -m grader validate 01_activations` executes the whole notebook; this file takes about a second.
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+import nnlab.activations as A
+
+SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "01_activations" / "activations.ipynb"
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+
+EXERCISES = {  # test cell -> the exercise cell it grades
+    "test_sigmoid": "sigmoid_impl", "test_tanh": "tanh_impl", "test_relu": "relu_impl",
+    "test_leaky_relu": "leaky_relu_impl", "test_prelu": "prelu_impl", "test_elu": "elu_impl",
+    "test_selu": "selu_impl", "test_saturation": "saturation_impl", "test_maxout": "maxout_impl",
+}
+# Each exercise depends on earlier ones only through selu -> elu.
+NEEDS = {"selu_impl": ("elu_impl",)}
+
+
+@pytest.fixture(scope="module")
+def cells():
+    nb = nbformat.read(SOURCE, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def namespace(cells, exercise_sources):
+    ns = {}
+    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
+    for src in exercise_sources:
+        exec(src, ns)
+    return ns
+
+
+def stub(src):
+    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
+
+
+def test_metadata_points_and_ids(cells):
+    graded = {gid: c for gid, c in cells.items() if c.metadata["nbgrader"]["grade"]}
+    assert set(EXERCISES) <= set(graded)
+    auto = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "code")
+    manual = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "markdown")
+    assert (auto, manual) == (23, 2)
+    for gid, c in cells.items():
+        md = c.metadata["nbgrader"]
+        assert md["schema_version"] == 3 and re.fullmatch(r"[a-z0-9_]+", gid)
+        if md["solution"] and c.cell_type == "code":
+            assert "### BEGIN SOLUTION" in c.source, gid
+        if md["grade"] and c.cell_type == "code":
+            assert md["locked"] and "### BEGIN HIDDEN TESTS" in c.source and "forbid_calls" in c.source, gid
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_solution_passes_visible_and_hidden_tests(cells, test_id, capsys):
+    ex = EXERCISES[test_id]
+    ns = namespace(cells, [cells[d].source for d in NEEDS.get(ex, ())] + [cells[ex].source])
+    exec(cells[test_id].source, ns)
+    assert "visible tests passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_stub_fails(cells, test_id):
+    ex = EXERCISES[test_id]
+    ns = namespace(cells, [stub(cells[d].source) for d in NEEDS.get(ex, ())] + [stub(cells[ex].source)])
+    with pytest.raises(NotImplementedError):
+        exec(cells[test_id].source, ns)
+
+
+WRAPPERS = {
+    "test_sigmoid": "def sigmoid_forward(x):\n    return A.sigmoid_forward(x)\n"
+                    "def sigmoid_backward(dout, cache):\n    return A.sigmoid_backward(dout, cache)\n",
+    "test_relu": "def relu_forward(x):\n    return A.relu_forward(x)\n"
+                 "def relu_backward(dout, cache):\n    return A.relu_backward(dout, cache)\n",
+    "test_prelu": "def prelu_forward(x, alpha):\n    return A.prelu_forward(x, alpha)\n"
+                  "def prelu_backward(dout, cache):\n    return A.prelu_backward(dout, cache)\n",
+    "test_maxout": "def maxout_forward(x, w, b):\n    return A.maxout_forward(x, w, b)\n"
+                   "def maxout_backward(dout, cache):\n    return A.maxout_backward(dout, cache)\n",
+}
+
+
+@pytest.mark.parametrize("test_id", sorted(WRAPPERS))
+def test_answer_that_wraps_nnlab_earns_nothing(cells, test_id):
+    ns = namespace(cells, [])
+    ns["A"] = A
+    exec(WRAPPERS[test_id], ns)
+    with pytest.raises(AssertionError, match="not nnlab's"):
+        exec(cells[test_id].source, ns)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_solution_agrees_with_nnlab(cells, rng, dtype):
+    ns = namespace(cells, [cells[EXERCISES[t]].source for t in sorted(EXERCISES, key=lambda t: t != "test_elu")])
+    x = (rng.standard_normal((7, 5)) * 3).astype(dtype)
+    dout = rng.standard_normal((7, 5)).astype(dtype)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for name, kw in [("sigmoid", {}), ("tanh", {}), ("relu", {}), ("leaky_relu", {"alpha": 0.2}),
+                     ("elu", {"alpha": 1.5}), ("selu", {})]:
+        mine, cache = ns[f"{name}_forward"](x, **kw)
+        ref, ref_cache = getattr(A, f"{name}_forward")(x, **kw)
+        np.testing.assert_allclose(mine, ref, **tol, err_msg=name)
+        np.testing.assert_allclose(ns[f"{name}_backward"](dout, cache),
+                                   getattr(A, f"{name}_backward")(dout, ref_cache), **tol, err_msg=name)
+    alpha = rng.uniform(0, 0.5, 5).astype(dtype)
+    got = ns["prelu_backward"](dout, ns["prelu_forward"](x, alpha)[1])
+    ref = A.prelu_backward(dout, A.prelu_forward(x, alpha)[1])
+    for g, r in zip(got, ref):
+        np.testing.assert_allclose(g, r, **tol)
+    w, b = rng.standard_normal((5, 3, 4)).astype(dtype), rng.standard_normal((3, 4)).astype(dtype)
+    d4 = rng.standard_normal((7, 4)).astype(dtype)
+    out, cache = ns["maxout_forward"](x, w, b)
+    out_ref, cache_ref = A.maxout_forward(x, w, b)
+    np.testing.assert_allclose(out, out_ref, **tol)
+    for g, r in zip(ns["maxout_backward"](d4, cache), A.maxout_backward(d4, cache_ref)):
+        np.testing.assert_allclose(g, r, **tol)
