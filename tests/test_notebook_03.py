@@ -1,0 +1,192 @@
+"""Notebook 03 (weight initialisation): fast checks of the solution notebook without running its experiments.
+
+The exercise cells (and the locked helper cells the tests rely on) are executed in a plain namespace. Then
+every graded test cell, visible and hidden part, is run against
+  (a) the solution: it must pass;
+  (b) the stub nbgrader makes of the exercise: it must fail;
+  (c) an answer that only delegates to nnlab.init: it must fail with forbid_calls' "not nnlab's" message.
+Finally the solution's initialisers are cross-checked against nnlab.init (two independent implementations
+that must agree, draw for draw). `python -m grader validate 03_weight_init` executes the whole notebook
+(experiments included); this file takes a few seconds.
+"""
+
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnlab.init
+
+SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "03_weight_init" / "weight_init.ipynb"
+SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+
+# test cell -> (the exercise it grades, other cells it needs, executed first in this order)
+EXERCISES = {
+    "test_constant_init": ("constant_init", ()),
+    "test_unit_spread": ("unit_spread", ("constant_init", "toy_setup")),
+    "test_small_random_init": ("small_random_init", ("random_init_checks",)),
+    "test_predict_output_variance": ("predict_output_variance", ()),
+    "test_fan_in": ("fan_in", ()),
+    "test_xavier_he_init": ("xavier_he_init", ("fan_in", "random_init_checks")),
+    "test_deep_forward_backward": ("deep_forward_backward", ()),
+    "test_orthogonal_init": ("orthogonal_init", ("random_init_checks",)),
+}
+POINTS = {"test_constant_init": 1, "test_unit_spread": 2, "test_small_random_init": 1,
+          "test_predict_output_variance": 2, "test_fan_in": 1, "test_xavier_he_init": 3,
+          "test_deep_forward_backward": 3, "test_orthogonal_init": 2, "q_relu_variance": 2}
+
+# answers that only call nnlab's implementation (each replaces the whole exercise cell)
+WRAPPERS = {
+    "constant_init": "import nnlab.init\n"
+                     "def constant_init(shape, rng=None, dtype=np.float32, value=0.0):\n"
+                     "    return nnlab.init.constant(shape, dtype=dtype, value=value)\n",
+    "small_random_init": "import nnlab.init\n"
+                         "def small_random_init(shape, rng, dtype=np.float32, std=0.01):\n"
+                         "    return nnlab.init.small_random(shape, rng=rng, dtype=dtype, std=std)\n",
+    "fan_in": "import nnlab.init\n"
+              "def fan_in(shape):\n"
+              "    if len(shape) < 2:\n"
+              "        raise ValueError('shape')\n"
+              "    return nnlab.init.fan_in_out(shape)[0]\n",
+    "xavier_he_init": "import nnlab.init\n"
+                      "def xavier_init(shape, rng, dtype=np.float32):\n"
+                      "    return nnlab.init.xavier(shape, rng=rng, dtype=dtype)\n"
+                      "def he_init(shape, rng, dtype=np.float32):\n"
+                      "    return nnlab.init.he(shape, rng=rng, dtype=dtype)\n",
+    "orthogonal_init": "import nnlab.init\n"
+                       "def orthogonal_init(shape, rng, dtype=np.float32, gain=1.0):\n"
+                       "    if len(shape) != 2:\n"
+                       "        raise ValueError('shape')\n"
+                       "    return nnlab.init.orthogonal(shape, rng=rng, dtype=dtype, gain=gain)\n",
+}
+
+
+@pytest.fixture(scope="module")
+def cells():
+    nb = nbformat.read(SOURCE, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def stub(src):
+    """What nbgrader's release turns a solution region into."""
+    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
+
+
+def namespace(cells, sources):
+    ns = {}
+    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
+    for src in sources:
+        exec(src, ns)
+    return ns
+
+
+def run_test_cell(cells, test_id, exercise_source):
+    exercise, needs = EXERCISES[test_id]
+    ns = namespace(cells, [cells[n].source for n in needs] + [exercise_source])
+    exec(cells[test_id].source, ns)
+
+
+@pytest.fixture(scope="module")
+def solution(cells):
+    """A namespace holding every solved exercise of the notebook."""
+    order = ["constant_init", "unit_spread", "small_random_init", "predict_output_variance", "fan_in",
+             "xavier_he_init", "deep_forward_backward", "orthogonal_init"]
+    return namespace(cells, [cells[gid].source for gid in order])
+
+
+def test_metadata_points_and_ids(cells):
+    graded = {gid: c.metadata["nbgrader"].get("points") for gid, c in cells.items() if c.metadata["nbgrader"]["grade"]}
+    assert graded == POINTS
+    for gid, c in cells.items():
+        meta = c.metadata["nbgrader"]
+        assert meta["schema_version"] == 3 and re.fullmatch(r"[a-z0-9_]+", gid), gid
+        if meta["solution"] and c.cell_type == "code":
+            assert "### BEGIN SOLUTION" in c.source and "### END SOLUTION" in c.source, gid
+        if meta["grade"] and c.cell_type == "code":
+            assert meta["locked"] and not meta["solution"], gid
+            assert "### BEGIN HIDDEN TESTS" in c.source and "### END HIDDEN TESTS" in c.source, gid
+            assert "forbid_calls" in c.source, gid
+    assert cells["q_relu_variance"].cell_type == "markdown" and cells["q_relu_variance"].metadata["nbgrader"]["solution"]
+
+
+def test_kernel_and_format():
+    nb = nbformat.read(SOURCE, as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "the source is stored without outputs"
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_solution_passes_visible_and_hidden_tests(cells, test_id, capsys):
+    run_test_cell(cells, test_id, cells[EXERCISES[test_id][0]].source)
+    assert "visible tests passed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_stub_fails(cells, test_id):
+    with pytest.raises(NotImplementedError):
+        run_test_cell(cells, test_id, stub(cells[EXERCISES[test_id][0]].source))
+
+
+@pytest.mark.parametrize("exercise", sorted(WRAPPERS))
+def test_wrapping_nnlab_earns_nothing(cells, exercise):
+    test_id = next(t for t, (ex, _) in EXERCISES.items() if ex == exercise)
+    ns = namespace(cells, [cells[n].source for n in EXERCISES[test_id][1]] + [WRAPPERS[exercise]])
+    with pytest.raises(AssertionError, match="not nnlab's"):
+        exec(cells[test_id].source, ns)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=st.lists(st.integers(1, 9), min_size=2, max_size=5))
+def test_fan_in_agrees_with_nnlab(solution, shape):
+    assert solution["fan_in"](tuple(shape)) == nnlab.init.fan_in_out(tuple(shape))[0]
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(1, 30), cols=st.integers(1, 30), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_initialisers_agree_with_nnlab_draw_for_draw(solution, rows, cols, seed, dtype):
+    shape = (rows, cols)
+    pairs = [(solution["small_random_init"], nnlab.init.small_random), (solution["xavier_init"], nnlab.init.xavier),
+             (solution["he_init"], nnlab.init.he), (solution["orthogonal_init"], nnlab.init.orthogonal)]
+    for mine, theirs in pairs:
+        a = mine(shape, rng=np.random.default_rng(seed), dtype=dtype)
+        b = theirs(shape, rng=np.random.default_rng(seed), dtype=dtype)
+        assert a.dtype == b.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-7,
+                                   err_msg=mine.__name__)
+
+
+def test_orthogonal_gain_and_wide_shapes(solution, rng):
+    for shape in [(5, 5), (12, 3), (3, 12)]:
+        g = float(rng.uniform(0.5, 2))
+        W = solution["orthogonal_init"](shape, rng=rng, dtype=np.float64, gain=g)
+        P = W.T @ W if shape[0] >= shape[1] else W @ W.T
+        np.testing.assert_allclose(P, g * g * np.eye(min(shape)), atol=1e-12)
+
+
+def test_unit_spread_sees_units_not_inputs(solution):
+    W1, W2 = np.ones((3, 4)), np.ones((4, 2))
+    W1[1] += 5.0                       # one input's weights into every unit: units stay identical
+    assert solution["unit_spread"](W1, W2) == 0.0
+    W1[:, 2] += 0.25                   # unit 2's incoming weights
+    assert solution["unit_spread"](W1, W2) == pytest.approx(0.25)
+
+
+def test_deep_backward_matches_a_finite_difference_of_the_loss(solution, rng):
+    from nnlab.gradcheck import numerical_gradient
+    x = rng.standard_normal((3, 4))
+    Ws = [rng.standard_normal((4, 5)) / 2, rng.standard_normal((5, 3)) / 2]
+    dout = rng.standard_normal((3, 3))
+    for act in ("tanh", "relu"):
+        hs, cache = solution["deep_forward"](x, Ws, act)
+        deltas = solution["deep_backward"](dout, cache)
+
+        def loss(W0):
+            return float(np.sum(solution["deep_forward"](x, [W0, Ws[1]], act)[0][-1] * dout))
+
+        np.testing.assert_allclose(x.T @ deltas[0], numerical_gradient(loss, Ws[0].copy()), rtol=1e-5, atol=1e-8)
