@@ -75,10 +75,12 @@ def train_step(x, y, params, lr=1e-3):
             h, relu_cache = relu_forward(h)
         caches.append((affine_cache, relu_cache))
     loss, dout = softmax_loss(h, y)
-    for (w, b), (affine_cache, relu_cache) in zip(reversed(params), reversed(caches)):
+    for i in reversed(range(len(params))):
+        w, b = params[i]
+        affine_cache, relu_cache = caches[i]
         if relu_cache is not None:
             dout = relu_backward(dout, relu_cache)
-        dout, dw, db = affine_backward(dout, affine_cache)
+        dout, dw, db = affine_backward(dout, affine_cache, need_dx=i > 0)  # no gradient for the data
         w -= lr * dw  # in place: the same update as nnlab.optim.sgd without a new allocation
         b -= lr * db
     return loss

@@ -37,14 +37,16 @@ def affine_forward(x, w, b):
     return out, (x, w, b)
 
 
-def affine_backward(dout, cache):
+def affine_backward(dout, cache, need_dx=True):
     """Backward pass of affine_forward.
 
     Args:
         dout: (N, M) upstream gradient dL/dout.
         cache: (x, w, b) from affine_forward.
+        need_dx: False skips dx (returned as None): the first layer of a network never needs the
+            gradient with respect to the data, and it costs as much as dw.
     Returns:
-        dx: (N, d_1, ..., d_k) = (dout @ w.T) reshaped like x.
+        dx: (N, d_1, ..., d_k) = (dout @ w.T) reshaped like x, or None.
         dw: (D, M) = x_flat.T @ dout.
         db: (M,) = sum of dout over the batch.
     """
@@ -52,7 +54,7 @@ def affine_backward(dout, cache):
     dout = as_float_array("dout", dout, ndim=2)
     check_shape("dout", dout, (x.shape[0], w.shape[1]))
     x_flat = x.reshape(x.shape[0], -1)
-    dx = (dout @ w.T).reshape(x.shape)
+    dx = (dout @ w.T).reshape(x.shape) if need_dx else None
     dw = x_flat.T @ dout
     db = dout.sum(axis=0)
     return dx, dw, db

@@ -118,12 +118,15 @@ class Linear(Module):
 
     `init` is a name from nnlab.init ("he", "xavier", "small_random", "orthogonal", ...), a float
     (the std of a Gaussian), or a callable init(shape, rng=, dtype=). Biases start at zero.
+    With needs_input_grad=False, backward() fills the grads but returns None instead of dx:
+    mlp() sets it on the first layer, whose input is the data.
     """
 
     decay = ("w",)
 
-    def __init__(self, in_dim, out_dim, init="he", rng=None, dtype=np.float32):
+    def __init__(self, in_dim, out_dim, init="he", rng=None, dtype=np.float32, needs_input_grad=True):
         super().__init__()
+        self.needs_input_grad = needs_input_grad
         rng = np.random.default_rng() if rng is None else rng
         shape = (int(in_dim), int(out_dim))
         if isinstance(init, (int, float)):
@@ -138,7 +141,8 @@ class Linear(Module):
         return out
 
     def backward(self, dout):
-        dx, self.grads["w"], self.grads["b"] = affine_backward(dout, self._check_forward_done())
+        dx, self.grads["w"], self.grads["b"] = affine_backward(dout, self._check_forward_done(),
+                                                               need_dx=self.needs_input_grad)
         return dx
 
     def __repr__(self):
@@ -315,6 +319,8 @@ class Sequential(Module):
     def backward(self, dout):
         for layer in reversed(self.layers):
             dout = layer.backward(dout)
+            if dout is None:  # a layer that needs no input gradient: nothing below it to update
+                break
         return dout
 
     def __getitem__(self, i):
@@ -354,14 +360,15 @@ def mlp(input_dim, hidden_dims, num_classes, activation="relu", norm=None, dropo
         init: weight initialiser (see Linear).
         rng: numpy Generator for the weights and the dropout masks.
     Returns:
-        a Sequential mapping (N, D) inputs to (N, C) scores.
+        a Sequential mapping (N, D) inputs to (N, C) scores. Its first Linear computes no gradient
+        for the data (set model[0].needs_input_grad = True to get dx from model.backward).
     """
     if norm not in (None, "batchnorm", "layernorm"):
         raise ValueError(f"norm must be None, 'batchnorm' or 'layernorm', got {norm!r}")
     rng = np.random.default_rng() if rng is None else rng
     layers, fan_in = [], input_dim
     for width in hidden_dims:
-        layers.append(Linear(fan_in, width, init=init, rng=rng, dtype=dtype))
+        layers.append(Linear(fan_in, width, init=init, rng=rng, dtype=dtype, needs_input_grad=bool(layers)))
         if norm == "batchnorm":
             layers.append(BatchNorm1d(width, dtype=dtype))
         elif norm == "layernorm":
@@ -370,5 +377,5 @@ def mlp(input_dim, hidden_dims, num_classes, activation="relu", norm=None, dropo
         if dropout:
             layers.append(Dropout(dropout, rng=rng))
         fan_in = width
-    layers.append(Linear(fan_in, num_classes, init=init, rng=rng, dtype=dtype))
+    layers.append(Linear(fan_in, num_classes, init=init, rng=rng, dtype=dtype, needs_input_grad=bool(layers)))
     return Sequential(*layers)

@@ -119,3 +119,16 @@ def test_bad_construction_messages(rng):
 def test_function_module_named_after_forward():
     module = FunctionModule(lambda x: (x, None), lambda d, c: d, name="identity")
     assert repr(module) == "FunctionModule(identity)"
+
+
+def test_first_layer_skips_the_data_gradient_unless_asked(rng):
+    model = mlp(4, [5], 3, rng=rng, dtype=np.float64)
+    X = rng.standard_normal((6, 4))
+    dscores = rng.standard_normal((6, 3))
+    model.forward(X)
+    assert model.backward(dscores) is None, "the data needs no gradient, so mlp skips computing it"
+    model[0].needs_input_grad = True
+    model.forward(X)
+    dx = model.backward(dscores)
+    numeric = numerical_gradient(lambda v: np.sum(model.forward(v) * dscores), X)
+    assert_grad_close(dx, numeric, name="dx of the whole network")

@@ -186,6 +186,30 @@ def fit_whitening(X_train, kind="zca", eps=1e-5):
 def whiten(X, mean, W):
     return (X - mean) @ W
 """, "ZCA rotates back"),
+    ("test_mean_image", """
+def mean_image(X_train):
+    return X_train.mean(axis=0)
+def normalize_images(X, mean, std=None):
+    out = X - np.asarray(mean).reshape(1, -1, 1, 1)
+    return out if std is None else out / np.asarray(std).reshape(1, -1, 1, 1)
+""", "only a (C,) vector is reshaped"),
+    ("test_pca_fit", """
+def pca_fit(X_train, k):
+    mean = X_train.mean(axis=0); Xc = X_train - mean
+    _, s, Vt = np.linalg.svd(Xc, full_matrices=False)
+    lam = s ** 2 / len(Xc)
+    return {"mean": mean, "components": Vt[:k].T, "explained_variance": s[:k],
+            "explained_variance_ratio": lam[:k] / lam.sum()}
+""", "singular values"),
+    ("test_pca_whitening", """
+def fit_whitening(X_train, kind="zca", eps=1e-5):
+    mean = X_train.mean(axis=0); Xc = X_train - mean
+    lam, U = np.linalg.eigh(Xc.T @ Xc / len(Xc)); lam, U = np.clip(lam[::-1], 0, None), U[:, ::-1]
+    W = U / (lam + eps)
+    return mean, (W @ U.T if kind == "zca" else W)
+def whiten(X, mean, W):
+    return (X - mean) @ W
+""", "divided by lambda instead of sqrt"),
 ]
 
 
