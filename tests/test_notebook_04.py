@@ -138,6 +138,9 @@ MISTAKES = [  # (test cell, exercise, [(solution text, wrong text)], words the f
     ("test_bn_backward_alt", "bn_backward_alt_impl",
      [("    ### BEGIN SOLUTION\n", "    ### BEGIN SOLUTION\n    return batchnorm_backward(dout, cache)\n")],
      "calls batchnorm_backward"),
+    ("test_bn_backward_alt", "bn_backward_alt_impl",
+     [("dx = (gamma * inv_std / N) * (N * dout - dbeta - x_hat * dgamma)",
+       "dx = gamma * inv_std * (dout - dbeta - x_hat * dgamma)")], "factor 1/N missing"),
     ("test_ln_forward", "ln_impl", [("mu = x.mean(axis=1, keepdims=True)", "mu = x.mean(axis=0)"),
                                     ("var = (xc * xc).mean(axis=1, keepdims=True)", "var = (xc * xc).mean(axis=0)")],
      "as in BatchNorm"),
@@ -202,3 +205,15 @@ def test_solution_agrees_with_nnlab(cells, dtype):
         for a, r in zip(ns["fold_batchnorm"](w, bias, g, b, rm, rv), N.fold_batchnorm(w, bias, g, b, rm, rv)):
             assert a.dtype == dtype
             np.testing.assert_allclose(a, r, **tol)
+
+
+@pytest.mark.parametrize("staged", ["stub", "wrong"])
+def test_closed_form_is_graded_on_its_own(cells, staged, capsys):
+    # a correct closed form keeps its points when the staged backward is missing or wrong (no double penalty),
+    # and the student is told which of the two to fix
+    src = cells["bn_backward_impl"].source
+    src = stub(src) if staged == "stub" else src.replace("dx = dxc + dmu / N", "dx = dxc")
+    ns = namespace(cells, [cells[FWD].source, src, cells["bn_backward_alt_impl"].source])
+    exec(cells["test_bn_backward_alt"].source, ns)
+    out = capsys.readouterr().out
+    assert ("raised NotImplementedError" in out) if staged == "stub" else ("staged version is the one to fix" in out)
