@@ -4,6 +4,8 @@ The exercise cells are executed in a plain namespace; then every graded test cel
 is run against (a) the solution, which must pass, (b) the stubs nbgrader makes, which must fail, and
 (c) answers that only delegate to nnlab, which must fail with the "not nnlab's" message. The solution is
 also cross-checked against nnlab.activations on random inputs: two independent implementations agreeing.
+Finally, typical wrong answers (overflow, in-place updates, wrong convention at 0, ...) must fail the VISIBLE
+tests with a message that names the mistake.
 `python -m grader validate 01_activations` executes the whole notebook; this file takes about a second.
 """
 
@@ -123,3 +125,54 @@ def test_solution_agrees_with_nnlab(cells, rng, dtype):
     np.testing.assert_allclose(out, out_ref, **tol)
     for g, r in zip(ns["maxout_backward"](d4, cache), A.maxout_backward(d4, cache_ref)):
         np.testing.assert_allclose(g, r, **tol)
+
+
+HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS\n.*?^[ \t]*### END HIDDEN TESTS\n?", re.S | re.M)
+
+# Typical wrong answers: the VISIBLE tests alone must reject each one with a message that names the mistake.
+MISTAKES = [
+    ("test_sigmoid", "def sigmoid_forward(x):\n    out = 1 / (1 + np.exp(-x))\n    return out, out\n",
+     r"np\.exp overflowed inside sigmoid_forward"),
+    ("test_sigmoid", "def sigmoid_backward(dout, cache):\n    return cache * (1 - cache)\n",
+     r"ignored dout"),
+    ("test_tanh", "def tanh_backward(dout, cache):\n    return dout * (1 - cache)\n",
+     r"1 - tanh\(x\) instead of 1 - tanh\(x\)\*\*2"),
+    ("test_relu", "def relu_forward(x):\n    x[x < 0] = 0\n    return x, x\n",
+     r"relu_forward changed its input x in place"),
+    ("test_relu", "def relu_backward(dout, cache):\n    dx = dout\n    dx[cache <= 0] = 0\n    return dx\n",
+     r"relu_backward changed dout in place"),
+    ("test_relu", "def relu_backward(dout, cache):\n    return dout * (cache >= 0)\n",
+     r"the convention here is gradient 0 at x = 0"),
+    ("test_relu", "def relu_backward(dout, cache):\n    return dout * (cache > 0).astype(float)\n",
+     r"dtype float64, expected float32"),
+    ("test_leaky_relu", "def leaky_relu_backward(dout, cache):\n    x, a = cache\n    return np.where(x > 0, dout, 0.01 * dout)\n",
+     r"keep alpha in the cache"),
+    ("test_prelu", "def prelu_backward(dout, cache):\n    x, a = cache\n"
+                   "    return np.where(x > 0, dout, a * dout), (dout * x).sum(0)\n",
+     r"only entries with x <= 0 depend on alpha"),
+    ("test_elu", "def elu_forward(x, alpha=1.0):\n    out = np.where(x > 0, x, alpha * (np.exp(x) - 1))\n"
+                 "    return out, (x, out, alpha)\n",
+     r"np\.exp overflowed in elu_forward"),
+    ("test_elu", "def elu_backward(dout, cache):\n    x, out, a = cache\n    return np.where(x > 0, dout, dout * a * np.exp(x))\n",
+     r"np\.exp overflowed in elu_backward"),
+    ("test_elu", "def elu_backward(dout, cache):\n    x, out, a = cache\n    return np.where(x > 0, dout, dout * (out + 1))\n",
+     r"out \+ 1"),
+    ("test_saturation", "def saturation_fraction(local_grads, threshold=1e-2):\n"
+                        "    return np.array([np.mean(np.abs(g) <= threshold) for g in local_grads])\n",
+     r"strictly below"),
+    ("test_maxout", "def maxout_backward(dout, cache):\n    x, w, idx = cache\n    N, D = x.shape\n    _, k, M = w.shape\n"
+                    "    dz = np.repeat(dout[:, None, :], k, axis=1)\n"
+                    "    return dz.reshape(N, -1) @ w.reshape(D, -1).T, (x.T @ dz.reshape(N, -1)).reshape(D, k, M), dz.sum(0)\n",
+     r"only the winning piece receives gradient"),
+]
+
+
+@pytest.mark.parametrize("test_id, wrong, message", MISTAKES, ids=[f"{t}-{i}" for i, (t, _, _) in enumerate(MISTAKES)])
+def test_visible_tests_name_typical_mistakes(cells, test_id, wrong, message):
+    ex = EXERCISES[test_id]
+    ns = namespace(cells, [cells[d].source for d in NEEDS.get(ex, ())] + [cells[ex].source])
+    exec(wrong, ns)
+    visible = HIDDEN.sub("", cells[test_id].source)
+    assert visible != cells[test_id].source
+    with pytest.raises(AssertionError, match=message):
+        exec(visible, ns)
