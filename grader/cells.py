@@ -1,0 +1,112 @@
+"""nbgrader cell metadata helpers, and the split of a test cell into visible and hidden parts.
+
+Kinds of cell (nbgrader schema 3):
+- autograded test: code cell, grade=true, solution=false  -> points if it raises no error
+- solution:        solution=true, grade=false             -> the student's answer (code)
+- hand-graded:     grade=true, solution=true              -> a written (or code) answer graded by a person
+- locked:          locked=true                            -> read-only instructor cell (set-up, tests)
+"""
+
+from __future__ import annotations
+
+import re
+
+HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
+HIDDEN_END = "### END HIDDEN TESTS"
+SOLUTION_BEGIN = "### BEGIN SOLUTION"
+SOLUTION_END = "### END SOLUTION"
+
+_HIDDEN_RE = re.compile(r"^[ \t]*#+[ \t]*BEGIN HIDDEN TESTS.*?^[ \t]*#+[ \t]*END HIDDEN TESTS[^\n]*\n?",
+                        re.MULTILINE | re.DOTALL)
+
+
+def nbg(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+
+
+def grade_id(cell) -> str | None:
+    return nbg(cell).get("grade_id")
+
+
+def is_graded(cell) -> bool:
+    return bool(nbg(cell).get("grade"))
+
+
+def is_solution(cell) -> bool:
+    return bool(nbg(cell).get("solution"))
+
+
+def is_locked(cell) -> bool:
+    return bool(nbg(cell).get("locked"))
+
+
+def is_autograded(cell) -> bool:
+    """A test cell: graded, code, not an answer. Scored by running it."""
+    return is_graded(cell) and not is_solution(cell) and cell.get("cell_type") == "code"
+
+
+def is_handgraded(cell) -> bool:
+    return is_graded(cell) and not is_autograded(cell)
+
+
+def is_instructor(cell) -> bool:
+    """Cells whose content the instructor owns: graded tests and locked cells (not answers)."""
+    return (is_autograded(cell) or is_locked(cell)) and not is_solution(cell)
+
+
+def points(cell) -> float:
+    return float(nbg(cell).get("points", 0) or 0)
+
+
+def source(cell) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def has_hidden(cell) -> bool:
+    return "BEGIN HIDDEN TESTS" in source(cell)
+
+
+def strip_hidden(src: str, replacement: str = "") -> str:
+    """Remove every BEGIN/END HIDDEN TESTS block (markers included) from a cell's source."""
+    out = _HIDDEN_RE.sub(replacement, src)
+    if "BEGIN HIDDEN TESTS" in out:  # unterminated block: drop everything after the marker
+        out = out[: out.index("BEGIN HIDDEN TESTS")].rsplit("\n", 1)[0] + "\n" + replacement
+    return out.rstrip("\n") if not replacement else out
+
+
+def hidden_start_line(src: str) -> int | None:
+    """1-based line number of the first BEGIN HIDDEN TESTS marker, or None."""
+    for i, line in enumerate(src.splitlines(), 1):
+        if "BEGIN HIDDEN TESTS" in line:
+            return i
+    return None
+
+
+def solution_lines(src: str) -> list[str]:
+    """The stripped lines inside BEGIN/END SOLUTION regions (the whole cell for a solution
+    cell without markers, which nbgrader replaces entirely)."""
+    lines = src.splitlines()
+    if SOLUTION_BEGIN not in src and "BEGIN SOLUTION" not in src:
+        return [ln.strip() for ln in lines]
+    out, inside = [], False
+    for ln in lines:
+        if "BEGIN SOLUTION" in ln:
+            inside = True
+        elif "END SOLUTION" in ln:
+            inside = False
+        elif inside:
+            out.append(ln.strip())
+    return out
+
+
+def hidden_lines(src: str) -> list[str]:
+    lines, out, inside = src.splitlines(), [], False
+    for ln in lines:
+        if "BEGIN HIDDEN TESTS" in ln:
+            inside = True
+        elif "END HIDDEN TESTS" in ln:
+            inside = False
+        elif inside:
+            out.append(ln.strip())
+    return out

@@ -1,0 +1,113 @@
+"""`python -m grader`: release, validate, check, autograde, export. Every command has --help."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .course import DEFAULT_ROOT, Course
+from .execute import DEFAULT_TIMEOUT
+
+
+def _course_arg(p):
+    p.add_argument("--course", type=Path, default=None, metavar="ROOT",
+                   help=f"course root holding solutions/ and notebooks/ (default: {DEFAULT_ROOT})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m grader", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Layout: solutions/ASSIGNMENT/*.ipynb (instructor) -> notebooks/ASSIGNMENT/*.ipynb "
+                                        "(students). See grader/nbgrader_config.py.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("release", help="regenerate notebooks/ from solutions/ (deterministic)",
+                       description="Regenerate notebooks/ASSIGNMENT/ from solutions/ASSIGNMENT/ with nbgrader: "
+                                   "solutions become stubs, hidden tests are removed, outputs cleared. "
+                                   "A second run gives byte-identical files.")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folders (default: all)")
+    _course_arg(p)
+
+    p = sub.add_parser("validate", help="solutions pass every test; releases fail every graded test",
+                       description="Execute each solution notebook (all graded tests must pass) and its "
+                                   "untouched release with hidden tests put back (every graded test must fail). "
+                                   "Exit status 1 if anything is wrong; each problem names the cell.")
+    p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folders (default: all)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
+    _course_arg(p)
+
+    p = sub.add_parser("check", help="students: run your notebook as the autograder would and see your score",
+                       description="Run NOTEBOOK in a fresh kernel as the autograder would (offline, no set-up), "
+                                   "and print each exercise with its points and result. Hidden tests are not "
+                                   "run. Exit status 0 when every visible test passes, 1 otherwise. "
+                                   "Save the notebook first: the file on disk is what is checked.")
+    p.add_argument("notebook", type=Path, metavar="NOTEBOOK")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
+    _course_arg(p)
+
+    p = sub.add_parser("autograde", help="grade a class: gradebook, grades.csv, feedback",
+                       description="Grade every submission in SUBMISSIONS, a folder or .zip in nbgrader's layout "
+                                   "STUDENT/ASSIGNMENT/NOTEBOOK.ipynb or an LMS download of flat files "
+                                   "STUDENT_<anything>_NOTEBOOK.ipynb (see grader/submissions.py). Writes "
+                                   "OUT/grades.csv, OUT/gradebook.db, OUT/feedback/STUDENT/ASSIGNMENT/*.html, "
+                                   "OUT/autograded/ and OUT/autograde.log. Already graded, unchanged submissions "
+                                   "are skipped unless --force. Exit status 1 if some submission could not be graded "
+                                   "(corrupt or unmatched notebook: reported, the batch goes on).")
+    p.add_argument("submissions", type=Path, metavar="SUBMISSIONS")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="output folder (e.g. grading/)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="submissions graded in parallel (default: number of cores, %(default)s)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="regrade submissions that were already graded")
+    _course_arg(p)
+
+    p = sub.add_parser("export", help="write the gradebook as CSV (same columns as grades.csv)",
+                       description="Write the gradebook OUT/gradebook.db as CSV, one row per student and "
+                                   "assignment: student, assignment, score, max_score (autograded points), "
+                                   "manual_score, manual_max_score, total_score, total_max_score, then one "
+                                   "column per graded cell.")
+    p.add_argument("--out", type=Path, required=True, metavar="CSV", help="CSV file to write")
+    p.add_argument("--gradebook", type=Path, default=None, metavar="DIR",
+                   help="folder holding gradebook.db (default: <course>/grading)")
+    _course_arg(p)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    course = Course.at(args.course)
+    if args.command == "release":
+        from .release import release
+
+        release(course, args.assignments)
+        return 0
+    if args.command == "validate":
+        from .validate import validate
+
+        n = validate(course, args.assignments, timeout=args.timeout)
+        print(f"{n} problem(s)" if n else "all notebooks valid")
+        return 1 if n else 0
+    if args.command == "check":
+        from .check import check
+
+        return check(args.notebook, course, timeout=args.timeout)
+    if args.command == "autograde":
+        from .autograde import autograde
+
+        failures = autograde(course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, force=args.force)
+        return 1 if failures else 0
+    if args.command == "export":
+        from .gradebook import export_csv, open_gradebook
+
+        folder = args.gradebook or course.root / "grading"
+        if not (folder / "gradebook.db").is_file():
+            print(f"no gradebook at {folder / 'gradebook.db'}", file=sys.stderr)
+            return 1
+        gb = open_gradebook(folder)
+        n = export_csv(gb, args.out, course)
+        gb.close()
+        print(f"wrote {args.out} ({n} rows)")
+        return 0
+    return 2

@@ -1,0 +1,104 @@
+"""Score an executed notebook.
+
+An autograded test cell earns its points iff running it raised no error. Output on stderr
+(warnings, progress bars) does not count: plain nbgrader zeroes a cell that writes to stderr.
+Cells that never ran (the kernel died before them) earn nothing. Hand-graded cells get no score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from . import cells as C
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@dataclass
+class CellScore:
+    grade_id: str
+    kind: str            # "auto" or "manual"
+    points: float | None  # None for hand-graded cells (not graded yet)
+    max_points: float
+    passed: bool | None
+    message: str = ""    # first useful line of the failure
+    hidden_failed: bool = False  # the failure came from the hidden part of the cell
+
+    def as_dict(self):
+        return asdict(self)
+
+
+def error_of(cell):
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "error":
+            return out
+    return None
+
+
+def strip_ansi(text: str) -> str:
+    return _ANSI.sub("", text)
+
+
+def failure_message(err) -> str:
+    """'AssertionError: square(3) should be 9, got 6': the exception line, which carries the
+    test's message; the first line of a multi-line message."""
+    ename, evalue = err.get("ename", "Error"), strip_ansi(str(err.get("evalue", ""))).strip()
+    first = evalue.splitlines()[0] if evalue else ""
+    if ename == "StdinNotImplementedError":
+        return "input() is not available when grading: remove the call"
+    if ename == "NotImplementedError" and not first:
+        return "NotImplementedError: not done yet (the stub still raises)"
+    if ename == "KeyboardInterrupt":
+        return "interrupted (the cell took too long)"
+    return f"{ename}: {first}" if first else ename
+
+
+_LINE_RE = re.compile(r"(?:Cell In\s*\[\d*\]|<ipython-input-[^>]*>|input_\d+),?\s*line (\d+)")
+_ARROW_RE = re.compile(r"^-+>\s*(\d+)")
+
+
+def failing_line(err) -> int | None:
+    """The line of the cell's own code where the error was raised (first traceback frame)."""
+    tb = [strip_ansi(t) for t in err.get("traceback", [])]
+    for frame in tb:
+        if "Cell In" in frame or "ipython-input" in frame:
+            m = _LINE_RE.search(frame)
+            if m:
+                return int(m.group(1))
+            for ln in frame.splitlines():
+                m = _ARROW_RE.match(ln.strip())
+                if m:
+                    return int(m.group(1))
+    return None
+
+
+def score_cell(cell, ran: bool, hidden_start: int | None = None) -> CellScore:
+    gid, maxp = C.grade_id(cell) or "?", C.points(cell)
+    if C.is_handgraded(cell):
+        return CellScore(gid, "manual", None, maxp, None)
+    if not ran:
+        return CellScore(gid, "auto", 0.0, maxp, False, "not run (an earlier cell stopped the kernel)")
+    err = error_of(cell)
+    if err is None:
+        return CellScore(gid, "auto", maxp, maxp, True)
+    line = failing_line(err)
+    hidden = hidden_start is not None and (line is None or line > hidden_start)
+    return CellScore(gid, "auto", 0.0, maxp, False, failure_message(err), hidden)
+
+
+def score_notebook(nb, executed: set, hidden_starts: dict | None = None) -> list[CellScore]:
+    """One CellScore per graded cell, in notebook order. hidden_starts: grade_id -> line of the
+    BEGIN HIDDEN TESTS marker in the executed source (to tell visible from hidden failures)."""
+    hidden_starts = hidden_starts or {}
+    out = []
+    for i, cell in enumerate(nb.cells):
+        if C.is_graded(cell):
+            gid = C.grade_id(cell)
+            out.append(score_cell(cell, i in executed, hidden_starts.get(gid)))
+    return out
+
+
+def totals(scores: list[CellScore]) -> tuple[float, float]:
+    auto = [s for s in scores if s.kind == "auto"]
+    return sum(s.points or 0 for s in auto), sum(s.max_points for s in auto)
