@@ -190,3 +190,35 @@ def test_deep_backward_matches_a_finite_difference_of_the_loss(solution, rng):
             return float(np.sum(solution["deep_forward"](x, [W0, Ws[1]], act)[0][-1] * dout))
 
         np.testing.assert_allclose(x.T @ deltas[0], numerical_gradient(loss, Ws[0].copy()), rtol=1e-5, atol=1e-8)
+
+
+# typical wrong answers: each must fail the visible tests with a message that names what is wrong
+MISTAKES = [
+    ("test_unit_spread", "def unit_spread(W1, W2):\n"
+                         "    return float(np.abs(W1 - W1[:, :1]).sum() + np.abs(W2 - W2[:1]).sum())\n",
+     "differences were added up"),
+    ("test_predict_output_variance", "def predict_output_variance(d_in, var_w, var_x, mean_x=0.0):\n"
+                                     "    return d_in * var_w * (var_x + mean_x)\n",
+     "mean_x was not squared"),
+    # a conv weight scaled with shape[0]: the std is wrong, and the message must say so (not blame the mean)
+    ("test_xavier_he_init", "def xavier_init(shape, rng, dtype=np.float32):\n"
+                            "    return (rng.standard_normal(shape) / np.sqrt(shape[0])).astype(dtype)\n"
+                            "def he_init(shape, rng, dtype=np.float32):\n"
+                            "    return (rng.standard_normal(shape) * np.sqrt(2 / shape[0])).astype(dtype)\n",
+     r"xavier_init\(\(64, 32, 5, 5\)\).*standard deviation of the weights is"),
+    ("test_small_random_init", "def small_random_init(shape, rng, dtype=np.float32, std=0.01):\n"
+                               "    return (std * np.sqrt(3) * rng.uniform(-1, 1, shape)).astype(dtype)\n",
+     "draw from a normal distribution"),
+    ("test_orthogonal_init", "def orthogonal_init(shape, rng, dtype=np.float32, gain=1.0):\n"
+                             "    if len(shape) != 2:\n"
+                             "        raise ValueError('shape')\n"
+                             "    Q, _ = np.linalg.qr(rng.standard_normal((max(shape), min(shape))))\n"
+                             "    return (gain * (Q if shape[0] >= shape[1] else Q.T)).astype(dtype)\n",
+     r"sign\(R\[j, j\]\)"),
+]
+
+
+@pytest.mark.parametrize("test_id, wrong, message", MISTAKES, ids=[m[0] + "-" + str(i) for i, m in enumerate(MISTAKES)])
+def test_typical_mistakes_are_named(cells, test_id, wrong, message):
+    with pytest.raises(AssertionError, match=message):
+        run_test_cell(cells, test_id, wrong)
