@@ -10,16 +10,14 @@ tests with a message that names the mistake.
 """
 
 import re
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from notebook_cells import SOLUTIONS, load_cells, namespace, stub
 
 import nnlab.activations as A
 
-SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "01_activations" / "activations.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+SOURCE = SOLUTIONS / "01_activations" / "activations.ipynb"
 
 EXERCISES = {  # test cell -> the exercise cell it grades
     "test_sigmoid": "sigmoid_impl", "test_tanh": "tanh_impl", "test_relu": "relu_impl",
@@ -32,20 +30,7 @@ NEEDS = {"selu_impl": ("elu_impl",)}
 
 @pytest.fixture(scope="module")
 def cells():
-    nb = nbformat.read(SOURCE, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
-
-
-def namespace(cells, exercise_sources):
-    ns = {}
-    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
-    for src in exercise_sources:
-        exec(src, ns)
-    return ns
-
-
-def stub(src):
-    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
+    return load_cells(SOURCE)
 
 
 def test_metadata_points_and_ids(cells):

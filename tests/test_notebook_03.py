@@ -11,18 +11,17 @@ that must agree, draw for draw). `python -m grader validate 03_weight_init` exec
 """
 
 import re
-from pathlib import Path
 
 import nbformat
 import numpy as np
 import pytest
+from notebook_cells import SOLUTIONS, load_cells, namespace, stub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import nnlab.init
 
-SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "03_weight_init" / "weight_init.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+SOURCE = SOLUTIONS / "03_weight_init" / "weight_init.ipynb"
 
 # test cell -> (the exercise it grades, other cells it needs, executed first in this order)
 EXERCISES = {
@@ -67,21 +66,7 @@ WRAPPERS = {
 
 @pytest.fixture(scope="module")
 def cells():
-    nb = nbformat.read(SOURCE, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
-
-
-def stub(src):
-    """What nbgrader's release turns a solution region into."""
-    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
-
-
-def namespace(cells, sources):
-    ns = {}
-    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
-    for src in sources:
-        exec(src, ns)
-    return ns
+    return load_cells(SOURCE)
 
 
 def run_test_cell(cells, test_id, exercise_source):

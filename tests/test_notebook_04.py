@@ -9,16 +9,14 @@ against nnlab.normalization on random inputs: two independent implementations ag
 """
 
 import re
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
+from notebook_cells import SOLUTIONS, load_cells, namespace, stub
 
 import nnlab.normalization as N
 
-SOURCE = Path(__file__).resolve().parents[1] / "solutions" / "04_batchnorm" / "batchnorm.ipynb"
-SOLUTION = re.compile(r"^([ \t]*)### BEGIN SOLUTION\n.*?^[ \t]*### END SOLUTION\n?", re.S | re.M)
+SOURCE = SOLUTIONS / "04_batchnorm" / "batchnorm.ipynb"
 
 EXERCISES = {  # test cell -> the exercise cells it needs (in order)
     "test_bn_forward_train": ("bn_forward_impl",),
@@ -40,20 +38,7 @@ OWN = {  # the exercise each test cell grades (the one that is stubbed / wrapped
 
 @pytest.fixture(scope="module")
 def cells():
-    nb = nbformat.read(SOURCE, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
-
-
-def namespace(cells, sources):
-    ns = {}
-    exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
-    for src in sources:
-        exec(src, ns)
-    return ns
-
-
-def stub(src):
-    return SOLUTION.sub(lambda m: f"{m.group(1)}# YOUR CODE HERE\n{m.group(1)}raise NotImplementedError()\n", src)
+    return load_cells(SOURCE)
 
 
 def sources(cells, test_id, replace=None):
