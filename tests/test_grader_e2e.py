@@ -266,22 +266,29 @@ def test_lms_zip(tmp_path):
     assert json.loads((out / "results" / "carol" / f"{ASSIGNMENT}.json").read_text())["student"] == "carol"
 
 
-# The first course notebook (the others are covered by validate in test_grader.py; each run costs a minute).
-REAL_ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").glob("*") if p.is_dir() and any(p.glob("*.ipynb")))[:1]
+# Every course notebook (each costs three kernels of about half a minute).
+REAL_ASSIGNMENTS = sorted(p.name for p in (REPO / "solutions").glob("*") if p.is_dir() and any(p.glob("*.ipynb")))
 
 
 @pytest.mark.notebooks
 @pytest.mark.parametrize("assignment", REAL_ASSIGNMENTS or [pytest.param(None, marks=pytest.mark.skip("no course notebook yet"))])
 def test_course_assignment_end_to_end(assignment, tmp_path):
-    """The real notebook: the solution earns every autograded point; the release with all its test
-    cells deleted gets them back, hidden tests included, and earns nothing."""
+    """The real notebook: the solution earns every autograded point; the solution with its first
+    exercise left as the stub earns some but not all; the release with all its test cells deleted gets
+    them back, hidden tests included, and earns nothing."""
     subs = tmp_path / "subs"
     for src in sorted((REPO / "solutions" / assignment).glob("*.ipynb")):
         rel = nbformat.read(REPO / "notebooks" / assignment / src.name, as_version=4)
         gutted = copy.deepcopy(rel)
         gutted.cells = [c for c in gutted.cells if not c.metadata.get("nbgrader", {}).get("grade")
                         or c.metadata["nbgrader"].get("solution")]
-        for student, nb in (("solution", nbformat.read(src, as_version=4)), ("gutted", gutted)):
+        solution = nbformat.read(src, as_version=4)
+        partial = copy.deepcopy(solution)
+        stubs = {c.metadata["nbgrader"]["grade_id"]: c.source for c in rel.cells
+                 if c.metadata.get("nbgrader", {}).get("solution") and c.cell_type == "code"}
+        first = next(c for c in partial.cells if c.metadata.get("nbgrader", {}).get("grade_id") in stubs)
+        first.source = stubs[first.metadata["nbgrader"]["grade_id"]]
+        for student, nb in (("solution", solution), ("partial", partial), ("gutted", gutted)):
             (subs / student / assignment).mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, str(subs / student / assignment / src.name))
     out = tmp_path / "out"
@@ -290,5 +297,6 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     rows = read_csv(out / "grades.csv")
     full = rows[("solution", assignment)]
     assert float(full["score"]) == float(full["max_score"]) > 0, r.stdout
+    assert 0 < float(rows[("partial", assignment)]["score"]) < float(full["score"]), r.stdout
     assert float(rows[("gutted", assignment)]["score"]) == 0, r.stdout
     assert "restored deleted" in next(ln for ln in r.stdout.splitlines() if ln.startswith("gutted "))
