@@ -38,7 +38,12 @@ def _committed_release(course: Course, path: Path):
 
 
 def find_template(course: Course, path: Path):
-    """The released notebook this file is a copy of (same assignment folder and name), if any."""
+    """The instructor's version of this notebook: its source in solutions/ when the course has one
+    (the test cells there are the truth, even after a student committed an edited copy; answer
+    cells are never taken from it), else the released notebook it is a copy of, if any."""
+    source = course.source_dir / path.resolve().parent.name / path.name
+    if source.is_file():
+        return read_notebook(source)
     if path.resolve().parent.parent == course.release_dir.resolve():
         return _committed_release(course, path)
     cand = course.release_dir / path.parent.name / path.name
@@ -97,6 +102,9 @@ def check(path: str | Path, course: Course | None = None, timeout: float = DEFAU
         out(f"{path}: no graded test cells found (is this a course notebook?)")
         return 1
     out(format_table(scores))
+    details = [s for s in scores if s.kind == "auto" and not s.passed and "\n" in s.detail]
+    for s in details:  # the whole message: the "known mistake" and "hint" lines come after the first
+        out(f"\n{s.grade_id}:\n" + "\n".join("    " + ln for ln in s.detail.splitlines()[:12]))
     if result.problems:
         out("problems: " + result.outcome)
     ok = all(s.passed for s in scores if s.kind == "auto") and not result.problems

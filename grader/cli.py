@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "solutions become stubs, hidden tests are removed, outputs cleared. "
                                    "A second run gives byte-identical files.")
     p.add_argument("assignments", nargs="*", metavar="ASSIGNMENT", help="assignment folders (default: all)")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite notebooks in notebooks/ even when they hold answers (someone's work)")
     _course_arg(p)
 
     p = sub.add_parser("validate", help="solutions pass every test; releases fail every graded test",
@@ -79,9 +81,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     course = Course.at(args.course)
     if args.command == "release":
-        from .release import release
+        from .release import WorkWouldBeLost, release
 
-        release(course, args.assignments)
+        try:
+            release(course, args.assignments, force=args.force)
+        except WorkWouldBeLost as e:
+            print(f"error: {e}")
+            return 1
         return 0
     if args.command == "validate":
         from .validate import validate

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import cells as C
 from .course import Course, load_config, nbgrader_env, read_notebook
 
 NBFORMAT_MINOR = 5
@@ -77,9 +78,29 @@ def generate(course: Course, assignments: list[str], release_root: Path, db_url:
             shutil.copytree(tmp / "release" / a, dest)
 
 
-def release(course: Course, assignments: list[str] | None = None, dest: Path | None = None, log=print) -> list[Path]:
+def holds_answers(path: Path, fresh: Path) -> bool:
+    """True when the notebook at `path` (in notebooks/) has an answer cell with fewer stubs than the
+    same cell of the fresh release `fresh`: someone filled it in, and a release must not overwrite it."""
+    def stubs(nb_path):
+        try:
+            nb = read_notebook(nb_path)
+        except (ValueError, OSError):
+            return {}
+        return {C.grade_id(c): C.source(c).count("raise NotImplementedError()")
+                for c in nb.cells if C.is_solution(c) and c.cell_type == "code"}
+    new = stubs(fresh) if fresh.is_file() else {}
+    return any(count < new.get(gid, 1) for gid, count in stubs(path).items())
+
+
+class WorkWouldBeLost(RuntimeError):
+    """release would overwrite or delete a notebook that holds answers."""
+
+
+def release(course: Course, assignments: list[str] | None = None, dest: Path | None = None, log=print,
+            force: bool = False) -> list[Path]:
     """Regenerate dest (default: the course's notebooks/) for the given assignments (default: all).
-    Returns the notebook paths written. Other files of an assignment folder are copied as they are."""
+    Returns the notebook paths written. Other files of an assignment folder are copied as they are.
+    Raises WorkWouldBeLost, writing nothing, when a notebook there holds answers, unless force=True."""
     assignments = course.select(assignments)
     dest = Path(dest) if dest else course.release_dir
     written = []
@@ -89,6 +110,13 @@ def release(course: Course, assignments: list[str] | None = None, dest: Path | N
     with tempfile.TemporaryDirectory(prefix="grader-raw-") as raw:
         raw = Path(raw)
         generate(course, assignments, raw)
+        at_risk = [p for a in assignments for p in sorted((dest / a).rglob("*.ipynb"))
+                   if not force and holds_answers(p, raw / a / p.relative_to(dest / a))]
+        if at_risk:
+            raise WorkWouldBeLost(
+                "these notebooks hold answers (someone's work) and release would overwrite them: "
+                + ", ".join(str(p) for p in at_risk)
+                + ". Copy them somewhere else first, or pass --force to overwrite them.")
         for a in assignments:
             out = dest / a
             out.mkdir(parents=True, exist_ok=True)

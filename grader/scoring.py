@@ -24,6 +24,7 @@ class CellScore:
     passed: bool | None
     message: str = ""    # first useful line of the failure
     hidden_failed: bool = False  # the failure came from the hidden part of the cell
+    detail: str = ""     # the whole failure message (for the student's own check, never for hidden tests)
 
     def as_dict(self):
         return asdict(self)
@@ -84,7 +85,8 @@ def score_cell(cell, ran: bool, hidden_start: int | None = None) -> CellScore:
         return CellScore(gid, "auto", maxp, maxp, True)
     line = failing_line(err)
     hidden = hidden_start is not None and (line is None or line > hidden_start)
-    return CellScore(gid, "auto", 0.0, maxp, False, failure_message(err), hidden)
+    detail = strip_ansi(str(err.get("evalue", ""))).strip()
+    return CellScore(gid, "auto", 0.0, maxp, False, failure_message(err), hidden, detail)
 
 
 def score_notebook(nb, executed: set, hidden_starts: dict | None = None) -> list[CellScore]:

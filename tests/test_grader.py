@@ -18,7 +18,7 @@ from grader import cells as C
 from grader.check import check, format_table
 from grader.cli import build_parser
 from grader.course import Course, read_notebook
-from grader.release import normalise, release
+from grader.release import WorkWouldBeLost, normalise, release
 from grader.repair import repair, without_hidden
 from grader.scoring import CellScore, failing_line, failure_message
 from grader.submissions import discover, lms_pattern
@@ -296,6 +296,33 @@ def test_check_release_fails_and_hides_hidden_tests(tmp_path, capsys):
     assert "passed" in rows["test_square"]  # hidden tests are not run
     assert "FAILED" in rows["test_cube"] and "NotImplementedError" in rows["test_cube"]
     assert "2/5 points" in out and "cube(-3)" not in out
+
+
+def test_release_never_overwrites_answers(fixture_released_twice):
+    *_, course = fixture_released_twice
+    path = course / "notebooks" / "00_fixture" / "fixture.ipynb"
+    nb = read_notebook(path)
+    cell(nb, "square_impl").source = "def square(x):\n    return x * x"
+    nbformat.write(nb, str(path))
+    work = path.read_bytes()
+    with pytest.raises(WorkWouldBeLost, match="hold answers"):
+        release(Course.at(course), ["00_fixture"], log=lambda *a: None)
+    assert path.read_bytes() == work, "a refused release must leave the student's work as it was"
+    release(Course.at(course), ["00_fixture"], log=lambda *a: None, force=True)
+    assert path.read_bytes() != work
+
+
+@pytest.mark.slow
+def test_check_takes_tests_from_the_source_not_the_students_copy(tmp_path, capsys):
+    course = tmp_path / "course"
+    shutil.copytree(FIXTURE, course)
+    path = course / "notebooks" / "00_fixture" / "fixture.ipynb"
+    nb = read_notebook(path)
+    cell(nb, "test_cube").source = "print('skipped')"  # an edited (and maybe committed) test cell
+    nbformat.write(nb, str(path))
+    assert check(path, Course.at(course), timeout=60) == 1
+    rows = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("test_")}
+    assert "FAILED" in rows["test_cube"], "the instructor's test cell must be put back"
 
 
 @pytest.mark.slow
