@@ -8,7 +8,7 @@ IP     ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test bench release validate clean
+.PHONY: setup lab test bench release validate student-copy clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,13 @@ release: setup
 
 validate: setup
 	$(PY) -m grader validate
+
+# What students of a graded class get: the committed course without solutions/ (they hold the hidden tests).
+student-copy:
+	@test -n "$(DEST)" || { echo "usage: make student-copy DEST=../course-for-students"; exit 2; }
+	@test ! -e "$(DEST)" || { echo "$(DEST) exists: choose a new folder"; exit 2; }
+	mkdir -p "$(DEST)" && git archive HEAD | tar -x -C "$(DEST)" && rm -rf "$(DEST)/solutions"
+	@echo "student copy in $(DEST): publish it as its own repository"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
