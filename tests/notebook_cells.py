@@ -31,3 +31,21 @@ def namespace(cells, sources):
     for src in sources:
         exec(src, ns)
     return ns
+
+
+def check_metadata(cells, exercises, points):
+    """nbgrader metadata every course notebook must have: schema 3, snake_case ids, solution markers in
+    answer cells, locked test cells with hidden tests that use forbid_calls, and the expected
+    (autograded, hand-graded) points."""
+    graded = {gid: c for gid, c in cells.items() if c.metadata["nbgrader"]["grade"]}
+    assert set(exercises) <= set(graded)
+    auto = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "code")
+    manual = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "markdown")
+    assert (auto, manual) == points
+    for gid, c in cells.items():
+        md = c.metadata["nbgrader"]
+        assert md["schema_version"] == 3 and re.fullmatch(r"[a-z0-9_]+", gid)
+        if md["solution"] and c.cell_type == "code":
+            assert "### BEGIN SOLUTION" in c.source, gid
+        if md["grade"] and c.cell_type == "code":
+            assert md["locked"] and "### BEGIN HIDDEN TESTS" in c.source and "forbid_calls" in c.source, gid

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pytest
-from notebook_cells import SOLUTIONS, load_cells, namespace, stub
+from notebook_cells import SOLUTIONS, check_metadata, load_cells, namespace, stub
 
 import nnlab.normalization as N
 
@@ -52,18 +52,7 @@ def sources(cells, test_id, replace=None):
 
 
 def test_metadata_points_and_ids(cells):
-    graded = {gid: c for gid, c in cells.items() if c.metadata["nbgrader"]["grade"]}
-    assert set(EXERCISES) <= set(graded)
-    auto = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "code")
-    manual = sum(c.metadata["nbgrader"]["points"] for c in graded.values() if c.cell_type == "markdown")
-    assert (auto, manual) == (18, 2)
-    for gid, c in cells.items():
-        md = c.metadata["nbgrader"]
-        assert md["schema_version"] == 3 and re.fullmatch(r"[a-z0-9_]+", gid)
-        if md["solution"] and c.cell_type == "code":
-            assert "### BEGIN SOLUTION" in c.source, gid
-        if md["grade"] and c.cell_type == "code":
-            assert md["locked"] and "### BEGIN HIDDEN TESTS" in c.source and "forbid_calls" in c.source, gid
+    check_metadata(cells, EXERCISES, (18, 2))
 
 
 @pytest.mark.parametrize("test_id", sorted(EXERCISES))
