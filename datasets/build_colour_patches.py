@@ -38,6 +38,8 @@ import zipfile
 
 import numpy as np
 
+from build_datasets import save_npz_deterministic  # the same reproducible writer (this folder)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "colour_patches.npz")
 PHOTOS = ("china.jpg", "flower.jpg")          # label = index in this tuple
@@ -85,18 +87,6 @@ def cut_patches(photos, seed=0):
         index[split] = np.arange(start, start + len(imgs), dtype=np.int32)
         start += len(imgs)
     return np.concatenate(images), np.concatenate(labels), index
-
-
-def save_npz_deterministic(path, **arrays):
-    """Like np.savez_compressed, but with a fixed timestamp in the zip, so the bytes are reproducible."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue(), compresslevel=9)
 
 
 def main(wheel_dir):

@@ -89,23 +89,20 @@ def solution_lines(src: str) -> list[str]:
     lines = src.splitlines()
     if SOLUTION_BEGIN not in src and "BEGIN SOLUTION" not in src:
         return [ln.strip() for ln in lines]
-    out, inside = [], False
-    for ln in lines:
-        if "BEGIN SOLUTION" in ln:
-            inside = True
-        elif "END SOLUTION" in ln:
-            inside = False
-        elif inside:
-            out.append(ln.strip())
-    return out
+    return _between(lines, "BEGIN SOLUTION", "END SOLUTION")
 
 
 def hidden_lines(src: str) -> list[str]:
-    lines, out, inside = src.splitlines(), [], False
+    return _between(src.splitlines(), "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def _between(lines: list[str], begin: str, end: str) -> list[str]:
+    """The stripped lines between lines holding the `begin` and `end` markers."""
+    out, inside = [], False
     for ln in lines:
-        if "BEGIN HIDDEN TESTS" in ln:
+        if begin in ln:
             inside = True
-        elif "END HIDDEN TESTS" in ln:
+        elif end in ln:
             inside = False
         elif inside:
             out.append(ln.strip())

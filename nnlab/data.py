@@ -112,6 +112,13 @@ def _read_npz(path, fname, _size, _mtime):
     return arrays
 
 
+def _float_dtype(dtype):
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"dtype must be a floating-point type (float32 or float64), got {dtype}")
+    return dtype
+
+
 def _load_shipped(fname, path, dtype, flatten):
     if path is None:
         path = os.path.join(datasets_dir(), fname)
@@ -122,9 +129,7 @@ def _load_shipped(fname, path, dtype, flatten):
             f"`git checkout -- datasets/{fname}`, or rebuild it with `python datasets/{_SHIPPED[fname][3]}` "
             f"(instructions in that script and in datasets/README.md). If you keep the data elsewhere, "
             f"set NNLAB_DATA_DIR to that folder or pass path=...")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating-point type (float32 or float64), got {dtype}")
+    dtype = _float_dtype(dtype)
     st = os.stat(path)
     raw = _read_npz(path, fname, st.st_size, st.st_mtime_ns)
     top = _SHIPPED[fname][1]
@@ -252,9 +257,7 @@ def load_cifar10(root=None, dtype=np.float32, num_train=None, num_val=1000):
             f"{_CIFAR_URL} and unpack it (tar xzf cifar-10-python.tar.gz) inside datasets/, which creates "
             f"datasets/cifar-10-batches-py, or set NNLAB_CIFAR10 to the folder holding data_batch_1..5 and "
             f"test_batch, or pass root=...")
-    dtype = np.dtype(dtype)
-    if dtype.kind != "f":
-        raise ValueError(f"dtype must be a floating-point type (float32 or float64), got {dtype}")
+    dtype = _float_dtype(dtype)
     stamp = tuple((os.stat(os.path.join(root, n)).st_size, os.stat(os.path.join(root, n)).st_mtime_ns)
                   for n in names)
     x_tr, y_tr, x_te, y_te = _read_cifar(root, stamp)
