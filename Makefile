@@ -20,7 +20,10 @@ $(STAMP): requirements.txt pyproject.toml
 
 # --no-browser and --allow-root make it work on a headless machine and in a container;
 # IP=0.0.0.0 serves it to other machines.
+# One BLAS thread per kernel (unless you set one): the notebooks' matrices are small, and extra threads
+# cost more than they save.
 lab: setup
+	OPENBLAS_NUM_THREADS=$${OPENBLAS_NUM_THREADS:-1} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
 	$(VENV)/bin/jupyter lab --no-browser --allow-root --ip=$(IP) --port=$(PORT) \
 		--ServerApp.root_dir="$(CURDIR)"
 
