@@ -21,11 +21,15 @@ _HIDDEN_RE = re.compile(r"^[ \t]*#+[ \t]*BEGIN HIDDEN TESTS.*?^[ \t]*#+[ \t]*END
 
 
 def nbg(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
+    """The cell's nbgrader metadata; {} when missing or not a dict (a student's copy can hold anything)."""
+    meta = cell.get("metadata") if isinstance(cell, dict) else None
+    out = meta.get("nbgrader") if isinstance(meta, dict) else None
+    return out if isinstance(out, dict) else {}
 
 
 def grade_id(cell) -> str | None:
-    return nbg(cell).get("grade_id")
+    gid = nbg(cell).get("grade_id")
+    return gid if isinstance(gid, str) and gid else None
 
 
 def is_graded(cell) -> bool:
@@ -55,12 +59,18 @@ def is_instructor(cell) -> bool:
 
 
 def points(cell) -> float:
-    return float(nbg(cell).get("points", 0) or 0)
+    try:
+        p = float(nbg(cell).get("points", 0) or 0)
+    except (TypeError, ValueError):
+        return 0.0
+    return p if 0 <= p < float("inf") else 0.0
 
 
 def source(cell) -> str:
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else src
+    src = cell.get("source", "") if isinstance(cell, dict) else ""
+    if isinstance(src, list):
+        return "".join(s for s in src if isinstance(s, str))
+    return src if isinstance(src, str) else ""
 
 
 def has_hidden(cell) -> bool:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 
 import nbformat
 
 from .course import Course, read_notebook
 from .execute import DEFAULT_TIMEOUT, run_notebook
+from .integrity import review, withhold
 from .repair import repair, without_hidden
 from .scoring import score_notebook, totals
 
@@ -98,13 +100,17 @@ def check(path: str | Path, course: Course | None = None, timeout: float = DEFAU
                 shutil.copy2(f, tmp)
         result = run_notebook(nb, cwd=tmp, timeout=timeout)
     scores = score_notebook(nb, result.executed)
+    tainted, _, _ = review(nb, template)
+    for n in withhold(scores, nb, tainted):
+        out(f"note: {n}")
     if not [s for s in scores if s.kind == "auto"]:
         out(f"{path}: no graded test cells found (is this a course notebook?)")
         return 1
     out(format_table(scores))
-    details = [s for s in scores if s.kind == "auto" and not s.passed and "\n" in s.detail]
-    for s in details:  # the whole message: the "known mistake" and "hint" lines come after the first
-        out(f"\n{s.grade_id}:\n" + "\n".join("    " + ln for ln in s.detail.splitlines()[:12]))
+    details = [s for s in scores if s.kind == "auto" and not s.passed and s.detail]
+    for s in details:  # the whole message: the "known mistake" and "hint" lines, the fix
+        lines = [ln for para in s.detail.splitlines()[:20] for ln in textwrap.wrap(para, 100) or [""]]
+        out(f"\n{s.grade_id}:\n" + "\n".join("    " + ln for ln in lines))
     if result.problems:
         out("problems: " + result.outcome)
     ok = all(s.passed for s in scores if s.kind == "auto") and not result.problems

@@ -47,6 +47,8 @@ class _SandboxedKernelManager(AsyncKernelManager):
     sandbox = Any()
 
     def format_kernel_cmd(self, extra_arguments=None):
+        # SIGINT to the process group would stop bwrap itself: interrupt over the control channel
+        self.kernel_spec.interrupt_mode = "message"
         self.sandbox.give(self.connection_file)  # written by now, readable by the owner only
         return self.sandbox.wrap(super().format_kernel_cmd(extra_arguments))
 

@@ -41,9 +41,29 @@ def _blank_like(tcell):
     return cell
 
 
+def _clean_cells(student, notes: list[str]) -> list:
+    """The student's cells as well-formed cells: anything that is not a cell dict with a known type is
+    dropped, sources become strings, outputs and attachments are dropped (everything is re-run)."""
+    out = []
+    cells = student.get("cells") if isinstance(student, dict) else None
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, dict) or cell.get("cell_type") not in ("code", "markdown", "raw"):
+            notes.append("a malformed cell was dropped")
+            continue
+        meta = cell.get("metadata") if isinstance(cell.get("metadata"), dict) else {}
+        clean = {"cell_type": cell["cell_type"], "metadata": copy.deepcopy(meta), "source": C.source(cell)}
+        if isinstance(cell.get("id"), str):
+            clean["id"] = cell["id"]
+        if clean["cell_type"] == "code":
+            clean.update(outputs=[], execution_count=None)
+        out.append(nbformat.from_dict(clean))
+    return out
+
+
 def repair(student, template) -> tuple[object, list[str]]:
     """Return (repaired copy of `student`, notes on what was repaired)."""
     notes: list[str] = []
+    student_cells = _clean_cells(student, notes)
     tmpl: dict[str, object] = {}
     for cell in template.cells:
         gid = C.grade_id(cell)
@@ -53,7 +73,7 @@ def repair(student, template) -> tuple[object, list[str]]:
     segments: dict[str, list] = {}
     student_order: list[str] = []
     current = lead
-    for cell in student.cells:
+    for cell in student_cells:
         gid = C.grade_id(cell)
         if gid in tmpl:
             if gid in segments:
@@ -68,6 +88,7 @@ def repair(student, template) -> tuple[object, list[str]]:
         else:
             if gid:
                 notes.append(f"unknown grade_id {gid} treated as a plain cell")
+            if "nbgrader" in cell.metadata:  # only the instructor's cells are graded, with the source's points
                 cell = _plain(cell)
             current.append(cell)
 
@@ -97,9 +118,9 @@ def repair(student, template) -> tuple[object, list[str]]:
     if student_order != tmpl_order:
         notes.append("cells reordered")
 
-    out = copy.deepcopy(student)
-    out.nbformat, out.nbformat_minor = 4, 5
-    out.metadata.setdefault("kernelspec", template.metadata.get("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"}))
+    out = nbformat.v4.new_notebook()
+    out.metadata = copy.deepcopy(template.metadata)  # the student's notebook metadata decides nothing
+    out.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3", "language": "python"})
     seen = set()
     for i, cell in enumerate(cells):
         cell = copy.deepcopy(cell)

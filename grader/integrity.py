@@ -1,0 +1,254 @@
+"""What the student's own code does, read from its source: answers that are not the student's work.
+
+The kernel cannot be trusted to report on itself (a profile hook can be switched off), so these
+checks read the code of every cell the student controls (answer cells, and any code cell that is not
+the instructor's, added or edited):
+- `nnlab` used directly (an import, or the module's name), or dynamic code and introspection that
+  can reach it or tamper with the kernel: exec/eval/compile/__import__, inspect, importlib, sys,
+  builtins, gc, ctypes, threading, get_ipython, a function's __code__ or __globals__, ...;
+- a rebinding of a name the instructor's cells define (a test helper such as assert_close);
+- a function near-identical to one of nnlab's (its source, with comments and docstrings removed).
+A finding in a cell makes every test that uses a name defined by that cell earn nothing
+automatically; the instructor sees the reason and can grade it by hand. Findings never raise.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import functools
+import io
+import re
+import tokenize
+from importlib.util import find_spec
+from pathlib import Path
+
+from . import cells as C
+
+FORBIDDEN_MODULES = {"nnlab", "inspect", "importlib", "sys", "builtins", "gc", "ctypes", "threading", "_thread",
+                     "multiprocessing", "subprocess", "signal", "atexit", "bdb", "pdb", "IPython", "ipykernel",
+                     "types", "marshal", "pickle", "dill", "runpy", "code", "codeop", "zipimport", "pkgutil"}
+FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "get_ipython", "globals", "locals", "vars",
+                   "breakpoint", "setattr", "delattr"}
+FORBIDDEN_ATTRS = {"__code__", "__globals__", "__builtins__", "__closure__", "__subclasses__", "__dict__",
+                   "__getattribute__", "__setattr__", "f_globals", "f_locals", "f_back", "f_builtins",
+                   "settrace", "setprofile", "gi_frame", "tb_frame", "__loader__", "__spec__"}
+# Harmless uses of a flagged module: `print(..., file=sys.stderr)` is not an attack.
+SAFE_ATTRS = {"sys": {"stdout", "stderr", "float_info", "int_info", "maxsize", "version_info", "version", "platform",
+                      "byteorder", "getsizeof", "getrecursionlimit"}}
+SIMILARITY_LIMIT = 0.9     # a function this close to one of nnlab's (and long enough) is not graded automatically
+MIN_TOKENS = 50
+
+
+def _normalise(src: str) -> str:
+    return re.sub(r"\s+", " ", src).strip()
+
+
+def instructor_sources(template) -> set[str]:
+    return {_normalise(C.source(c)) for c in template.cells if c.get("cell_type") == "code"}
+
+
+def instructor_names(template) -> set[str]:
+    """Names bound at the top level of the instructor's locked cells (setup, helpers)."""
+    names = set()
+    for cell in template.cells:
+        if cell.get("cell_type") == "code" and C.is_locked(cell) and not C.is_solution(cell):
+            tree = _parse(C.source(cell))
+            if tree:
+                names |= _top_level_bound(tree)
+    return names
+
+
+def _parse(src: str):
+    src = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines())
+    try:
+        return ast.parse(src)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _top_level_bound(tree) -> set[str]:
+    out = set()
+    for node in tree.body:
+        for sub in ast.walk(node) if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For, ast.With,
+                                                         ast.If, ast.Try)) else [node]:
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                out.add(sub.id)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            out.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            out |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return out
+
+
+def code_findings(tree) -> list[str]:
+    """Reasons (one per construct) why this code is not graded automatically."""
+    found = []
+    safe_names = set()  # Name nodes that only reach a harmless attribute (sys.stderr)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.attr in SAFE_ATTRS.get(node.value.id, ()):
+            safe_names.add(id(node.value))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] in FORBIDDEN_MODULES and a.name not in SAFE_ATTRS:
+                    found.append(f"imports {a.name}")
+        elif isinstance(node, ast.ImportFrom):
+            mod = (node.module or "").split(".")[0]
+            if mod in FORBIDDEN_MODULES and not all(a.name in SAFE_ATTRS.get(mod, ()) for a in node.names):
+                found.append(f"imports from {node.module}")
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in FORBIDDEN_CALLS:
+                found.append(f"uses {node.id}()")
+            elif node.id in FORBIDDEN_MODULES and id(node) not in safe_names:
+                found.append(f"uses the module {node.id}")
+        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
+            found.append(f"uses .{node.attr}")
+    return list(dict.fromkeys(found))
+
+
+def _tokens(src: str) -> list[str]:
+    """Tokens of code without comments, docstrings and layout (numbers and strings kept)."""
+    out = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline):
+            if tok.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+                            tokenize.ENDMARKER):
+                continue
+            out.append(tok.string)
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return []
+    return out
+
+
+def _function_tokens(tree, src: str) -> dict[str, list[str]]:
+    """name -> tokens of each top-level (or method) function's body, docstring removed."""
+    out = {}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant) \
+                    and isinstance(body[0].value.value, str):
+                body = body[1:]
+            if not body:
+                continue
+            seg = "\n".join(ast.get_source_segment(src, b) or "" for b in body)
+            out[node.name] = _tokens(seg)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def nnlab_functions() -> dict[str, list[str]]:
+    """'nnlab.module.function' -> tokens, read from the package's files (never imported)."""
+    spec = find_spec("nnlab")
+    if not spec or not spec.submodule_search_locations:
+        return {}
+    out = {}
+    for path in sorted(Path(list(spec.submodule_search_locations)[0]).glob("*.py")):
+        src = path.read_text(encoding="utf-8")
+        tree = _parse(src)
+        if tree:
+            for name, toks in _function_tokens(tree, src).items():
+                if len(toks) >= MIN_TOKENS:
+                    out[f"nnlab.{path.stem}.{name}"] = toks
+    return out
+
+
+def nnlab_lookalike(toks: list[str]) -> tuple[str, float] | None:
+    if len(toks) < MIN_TOKENS:
+        return None
+    best = None
+    for name, ref in nnlab_functions().items():
+        if not 0.7 <= len(ref) / len(toks) <= 1.4:
+            continue
+        m = difflib.SequenceMatcher(None, toks, ref, autojunk=False)
+        if m.real_quick_ratio() < SIMILARITY_LIMIT or m.quick_ratio() < SIMILARITY_LIMIT:
+            continue
+        r = m.ratio()
+        if r >= SIMILARITY_LIMIT and (best is None or r > best[1]):
+            best = (name, r)
+    return best
+
+
+def review(nb, template) -> tuple[dict[str, list[str]], list[str], dict[str, list[str]]]:
+    """Read the repaired notebook's student cells.
+
+    Returns (tainted, flags, answers):
+      tainted: name -> reasons, for every top-level name bound by a cell with a finding;
+      flags: one line per finding, for the instructor ("cell sigmoid_impl: imports nnlab.activations");
+      answers: grade_id -> tokens of each answer cell (for the report of similar submissions).
+    """
+    theirs = instructor_sources(template)
+    protected = instructor_names(template)
+    tainted: dict[str, list[str]] = {}
+    flags: list[str] = []
+    answers: dict[str, list[str]] = {}
+    for i, cell in enumerate(nb.cells):
+        if cell.get("cell_type") != "code" or C.is_autograded(cell) or (C.is_locked(cell) and not C.is_solution(cell)):
+            continue
+        src = C.source(cell)
+        label = C.grade_id(cell) or f"#{i + 1}"
+        tree = _parse(src)
+        if C.is_solution(cell) and C.grade_id(cell) and tree is not None:
+            bodies = _function_tokens(tree, src)
+            answers[C.grade_id(cell)] = [t for toks in bodies.values() for t in toks] if bodies else _tokens(src)
+        if not C.is_solution(cell) and _normalise(src) in theirs:
+            continue  # an instructor's experiment cell, unchanged
+        if tree is None:
+            continue
+        reasons = code_findings(tree)
+        bound = _top_level_bound(tree)
+        reasons += [f"rebinds the instructor's {n}" for n in sorted(bound & protected)]
+        for fname, toks in _function_tokens(tree, src).items():
+            hit = nnlab_lookalike(toks)
+            if hit:
+                reasons.append(f"{fname} is {hit[1]:.0%} identical to {hit[0]}")
+        if reasons:
+            flags.append(f"cell {label}: " + "; ".join(reasons))
+            for n in bound - protected:
+                tainted.setdefault(n, []).extend(reasons)
+    return tainted, flags, answers
+
+
+def similar_pairs(answers_by_student: dict[str, dict[str, list[str]]], limit: float = 0.95,
+                  min_tokens: int = 40) -> list[tuple[str, str, str, float]]:
+    """(grade_id, student a, student b, similarity) for answer cells that are near-identical
+    (Jaccard similarity of token 5-grams), most similar first."""
+    by_cell: dict[str, list[tuple[str, set]]] = {}
+    for student, answers in answers_by_student.items():
+        for gid, toks in answers.items():
+            if len(toks) >= min_tokens:
+                grams = {tuple(toks[i:i + 5]) for i in range(len(toks) - 4)}
+                by_cell.setdefault(gid, []).append((student, grams))
+    out = []
+    for gid, items in by_cell.items():
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b = items[i][1], items[j][1]
+                sim = len(a & b) / max(1, len(a | b))
+                if sim >= limit:
+                    out.append((gid, items[i][0], items[j][0], sim))
+    return sorted(out, key=lambda t: -t[3])
+
+
+def withhold(scores, nb, tainted: dict[str, list[str]]) -> list[str]:
+    """Zero every passed test cell that uses a tainted name; returns one note per cell withheld."""
+    from .judge import names_of, python_source
+
+    by_id = {s.grade_id: s for s in scores}
+    notes = []
+    for cell in nb.cells:
+        s = by_id.get(C.grade_id(cell)) if C.is_autograded(cell) else None
+        if s is None or not tainted:
+            continue
+        tree = _parse(python_source(C.source(cell)))
+        read, bound = names_of(tree) if tree else (set(), set())
+        used = sorted((read - bound) & set(tainted))
+        if used:
+            why = "; ".join(dict.fromkeys(r for n in used for r in tainted[n]))
+            s.points, s.passed, s.hidden_failed = 0.0, False, False
+            s.message = s.detail = (f"not graded automatically: the code of {', '.join(used)} {why}. "
+                                    "The instructor will look at it.")
+            notes.append(f"{s.grade_id} withheld ({why})")
+    return notes
