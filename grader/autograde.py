@@ -48,6 +48,21 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_submission(path):
+    """A student's notebook: a valid one, or one whose JSON has a cell list (repair then drops what is
+    malformed in it: a cell that is not a dict, a source that is a number). ValueError otherwise."""
+    try:
+        return read_notebook(path)
+    except ValueError as first:
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (ValueError, OSError, UnicodeDecodeError):
+            raise first from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
+            raise first from None
+        return raw
+
+
 def unsafe_submission(sub, root: Path) -> str | None:
     """Why this submission must not be graded, or None: a student name that could become a path
     outside OUT, or a notebook that is a symlink or lies outside the submissions folder."""
@@ -100,7 +115,7 @@ def grade_job(job: dict) -> dict:
         try:
             if Path(sub_path).is_symlink():
                 raise ValueError(f"{Path(sub_path).name} is a symbolic link")
-            student_nb = read_notebook(sub_path)
+            student_nb = read_submission(sub_path)
             nb, notes = repair(student_nb, source)
         except (ValueError, OSError, TypeError, AttributeError, KeyError) as e:
             res["problems"].append(f"corrupt notebook: {e}")

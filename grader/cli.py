@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submissions graded in parallel (default: number of cores, %(default)s)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
     p.add_argument("--force", action="store_true", help="regrade submissions that were already graded")
+    p.add_argument("--require-sandbox", action="store_true",
+                   help="refuse to grade unless bwrap (package bubblewrap) can sandbox the kernels")
+    p.add_argument("--memory", type=float, default=2, metavar="GiB", help="memory per kernel (default %(default)s GiB)")
+    p.add_argument("--processes", type=int, default=256, help="processes per kernel (default %(default)s)")
+    p.add_argument("--max-output", type=float, default=100, metavar="MB",
+                   help="output a notebook may print (default %(default)s MB)")
+    p.add_argument("--notebook-timeout", type=float, default=3600, metavar="S",
+                   help="seconds for a whole notebook (default %(default)s)")
+    p.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                   help="class roster (columns student_id, name, email, lms_id; see grader/lms.py): "
+                        "students are graded under the roster's student_id, found by the LMS id in the file names")
     _course_arg(p)
 
     p = sub.add_parser("export", help="write the gradebook as CSV (same columns as grades.csv)",
@@ -73,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, metavar="CSV", help="CSV file to write")
     p.add_argument("--gradebook", type=Path, default=None, metavar="DIR",
                    help="folder holding gradebook.db (default: <course>/grading)")
+    p.add_argument("--format", choices=("csv", "canvas", "moodle"), default="csv",
+                   help="csv (default): the columns of grades.csv; canvas: Student, ID, SIS User ID, SIS Login ID, "
+                        "Section, one column per assignment (Canvas's gradebook import); moodle: ID number, "
+                        "Email address, one column per assignment (Moodle's CSV grade import). "
+                        "canvas and moodle need --roster")
+    p.add_argument("--roster", type=Path, default=None, metavar="CSV",
+                   help="class roster (student_id, name, email, lms_id[, login, section]; see grader/lms.py)")
     _course_arg(p)
     return ap
 
@@ -92,6 +110,10 @@ def main(argv=None) -> int:
     if args.command == "validate":
         from .validate import validate
 
+        if not course.assignments():
+            print(f"nothing to validate: {course.source_dir} holds no assignment (validate checks the instructor's "
+                  f"notebooks in solutions/, which a students' copy does not have)", file=sys.stderr)
+            return 2
         n = validate(course, args.assignments, timeout=args.timeout)
         print(f"{n} problem(s)" if n else "all notebooks valid")
         return 1 if n else 0
@@ -102,7 +124,20 @@ def main(argv=None) -> int:
     if args.command == "autograde":
         from .autograde import autograde
 
-        failures = autograde(course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout, force=args.force)
+        from .lms import RosterError
+        from .submissions import SubmissionsError
+
+        try:
+            from .sandbox import GiB, MB, Limits
+
+            limits = Limits(memory=int(args.memory * GiB), processes=args.processes, output=int(args.max_output * MB),
+                            cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout)
+            failures = autograde(course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
+                                 force=args.force, roster=args.roster, limits=limits,
+                                 require_sandbox=args.require_sandbox)
+        except (SubmissionsError, RosterError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         return 1 if failures else 0
     if args.command == "export":
         from .gradebook import export_csv, open_gradebook
@@ -111,9 +146,27 @@ def main(argv=None) -> int:
         if not (folder / "gradebook.db").is_file():
             print(f"no gradebook at {folder / 'gradebook.db'}", file=sys.stderr)
             return 1
+        if args.format != "csv" and args.roster is None:
+            print(f"--format {args.format} needs --roster CSV (the LMS ids and e-mails come from it)", file=sys.stderr)
+            return 2
         gb = open_gradebook(folder)
-        n = export_csv(gb, args.out, course)
+        if args.format == "csv":
+            n = export_csv(gb, args.out, course)
+            warnings = []
+        else:
+            from .gradebook import rows
+            from .lms import Roster, RosterError, write_lms_csv
+
+            try:
+                roster = Roster.read(args.roster)
+            except (RosterError, OSError) as e:
+                gb.close()
+                print(f"error: {e}", file=sys.stderr)
+                return 2
+            n, warnings = write_lms_csv(args.out, args.format, *rows(gb, course), roster)
         gb.close()
-        print(f"wrote {args.out} ({n} rows)")
+        for w in warnings:
+            print(f"warning: {w}")
+        print(f"wrote {args.out} ({n} rows{', ' + args.format + ' format' if args.format != 'csv' else ''})")
         return 0
     return 2

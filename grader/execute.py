@@ -180,6 +180,10 @@ def _run(client, km, nb, result: RunResult, limits: Limits) -> None:
         if link is not None:
             result.calls = link.calls
             link.close()
+        try:  # the client does not own the kernel manager: stopping the kernel ends its sandbox
+            run_sync(km.shutdown_kernel)(now=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
 
 
 def _judge_cell(judge: Judge, cell, timeout: float) -> bool:

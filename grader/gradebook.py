@@ -73,7 +73,16 @@ def record(gb, student: str, assignment: str, notebooks: dict) -> None:
 
 def _record(gb, student, assignment, notebooks, MissingEntry):
     gb.update_or_create_student(student)
+    kept = {}   # hand-grading done before this regrade (in the formgrader): never lost
     try:
+        old = gb.find_submission(assignment, student)
+        for nb in old.notebooks:
+            for g in nb.grades:
+                if g.manual_score is not None or g.extra_credit is not None:
+                    kept[(nb.name, g.name)] = (g.manual_score, g.extra_credit)
+            for c in nb.comments:
+                if c.manual_comment:
+                    kept[(nb.name, "comment", c.name)] = c.manual_comment
         gb.remove_submission(assignment, student)
     except MissingEntry:
         pass
@@ -89,6 +98,15 @@ def _record(gb, student, assignment, notebooks, MissingEntry):
                 g.auto_score, g.needs_manual_grade = float(s["points"] or 0), False
             else:
                 g.auto_score, g.needs_manual_grade = None, True
+            if (stem, s["grade_id"]) in kept:
+                g.manual_score, g.extra_credit = kept[(stem, s["grade_id"])]
+                g.needs_manual_grade = g.manual_score is None and g.auto_score is None
+        try:
+            for c in gb.find_submission_notebook(stem, assignment, student).comments:
+                if (stem, "comment", c.name) in kept:
+                    c.manual_comment = kept[(stem, "comment", c.name)]
+        except MissingEntry:
+            pass
     gb.db.commit()
 
 

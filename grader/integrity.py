@@ -15,6 +15,7 @@ automatically; the instructor sees the reason and can grade it by hand. Findings
 from __future__ import annotations
 
 import ast
+import builtins
 import difflib
 import functools
 import io
@@ -38,6 +39,7 @@ SAFE_ATTRS = {"sys": {"stdout", "stderr", "float_info", "int_info", "maxsize", "
                       "byteorder", "getsizeof", "getrecursionlimit"}}
 SIMILARITY_LIMIT = 0.9     # a function this close to one of nnlab's (and long enough) is not graded automatically
 MIN_TOKENS = 50
+_BUILTIN_NAMES = {n for n in dir(builtins) if not n.startswith("_")}
 
 
 def _normalise(src: str) -> str:
@@ -67,7 +69,7 @@ def _parse(src: str):
         return None
 
 
-def _top_level_bound(tree) -> set[str]:
+def _top_level_bound(tree, imports: bool = True) -> set[str]:
     out = set()
     for node in tree.body:
         for sub in ast.walk(node) if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.For, ast.With,
@@ -76,14 +78,17 @@ def _top_level_bound(tree) -> set[str]:
                 out.add(sub.id)
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             out.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+        elif imports and isinstance(node, (ast.Import, ast.ImportFrom)):
             out |= {(a.asname or a.name).split(".")[0] for a in node.names}
     return out
 
 
-def code_findings(tree) -> list[str]:
-    """Reasons (one per construct) why this code is not graded automatically."""
+def code_findings(tree, known_modules=("np", "numpy", "plt", "scipy", "math")) -> list[str]:
+    """Reasons (one per construct) why this code is not graded automatically. Assigning to an
+    attribute of a module (np.allclose = ...) counts: the modules it imports and `known_modules`."""
     found = []
+    modules = {(a.asname or a.name).split(".")[0] for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))
+               for a in node.names} | set(known_modules)
     safe_names = set()  # Name nodes that only reach a harmless attribute (sys.stderr)
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
@@ -105,6 +110,9 @@ def code_findings(tree) -> list[str]:
                 found.append(f"uses the module {node.id}")
         elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
             found.append(f"uses .{node.attr}")
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)) \
+                and isinstance(node.value, ast.Name) and node.value.id in modules:
+            found.append(f"patches {node.value.id}.{node.attr}")
     return list(dict.fromkeys(found))
 
 
@@ -199,15 +207,27 @@ def review(nb, template) -> tuple[dict[str, list[str]], list[str], dict[str, lis
             continue
         reasons = code_findings(tree)
         bound = _top_level_bound(tree)
-        reasons += [f"rebinds the instructor's {n}" for n in sorted(bound & protected)]
+        # importing numpy again is harmless; assigning or defining an instructor's name is not
+        assigned = _top_level_bound(tree, imports=False)
+        reasons += [f"rebinds the instructor's {n}" for n in sorted(assigned & protected)]
+        reasons += [f"rebinds the built-in {n}" for n in sorted(assigned & _BUILTIN_NAMES)]
         for fname, toks in _function_tokens(tree, src).items():
             hit = nnlab_lookalike(toks)
             if hit:
                 reasons.append(f"{fname} is {hit[1]:.0%} identical to {hit[0]}")
         if reasons:
             flags.append(f"cell {label}: " + "; ".join(reasons))
-            for n in bound - protected:
-                tainted.setdefault(n, []).extend(reasons)
+            # dynamic code can define any name it spells (exec("def square...")): taint them all
+            names = bound | set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", src))
+        else:  # a clean cell that uses a tainted name is tainted by it
+            from .judge import names_of
+
+            used = sorted(names_of(tree)[0] & set(tainted))
+            reasons = [r for n in used for r in tainted[n]]
+            names = bound
+        for n in names - protected if reasons else ():
+            tainted.setdefault(n, [])
+            tainted[n].extend(r for r in reasons if r not in tainted[n])
     return tainted, flags, answers
 
 

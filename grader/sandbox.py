@@ -13,7 +13,7 @@ Without bwrap (macOS, Windows, a machine without the package) only the limits ap
 says so in the log, and `autograde --require-sandbox` refuses to run.
 
 Limits (rlimits set in the kernel's process before it starts, inherited by its children):
-memory (address space), processes, size of a written file, open files; the output a notebook
+memory (data; the address space gets 2 GiB more for libraries and stacks), processes, size of a written file, open files; the output a notebook
 may produce and the time per cell and per notebook are enforced by grader/execute.py.
 """
 
@@ -34,7 +34,7 @@ GiB, MB = 2 ** 30, 10 ** 6
 
 @dataclass
 class Limits:
-    memory: int = 2 * GiB          # bytes of address space of each process of the kernel
+    memory: int = 2 * GiB          # bytes of data (heap, private mappings) of each process of the kernel
     processes: int = 256           # processes and threads of the sandbox's user
     file_size: int = 100 * MB      # the largest file the kernel may write
     output: int = 100 * MB         # characters of output of the whole notebook
@@ -150,7 +150,9 @@ class Sandbox:
         nproc = lim.processes
         if self.uid is None:  # the kernel shares this user: the limit counts what the user already runs
             nproc += _processes_of_this_user()
-        out = {"RLIMIT_AS": lim.memory, "RLIMIT_FSIZE": lim.file_size, "RLIMIT_NOFILE": lim.open_files,
+        # RLIMIT_DATA is what the process really allocates; the address space (libraries and thread
+        # stacks reserve about 1 GiB in an idle kernel) is capped too, with room for those
+        out = {"RLIMIT_DATA": lim.memory, "RLIMIT_AS": lim.memory + 2 * GiB, "RLIMIT_FSIZE": lim.file_size, "RLIMIT_NOFILE": lim.open_files,
                "RLIMIT_NPROC": nproc, "RLIMIT_CORE": 0}
         return {k: int(v) for k, v in out.items() if v}
 

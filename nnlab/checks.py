@@ -7,14 +7,25 @@ entry, the tolerance, and, when the answer matches a known mistake, which mistak
     ...              mistakes={"used exp(x) instead of exp(-x)": 1 / (1 + np.exp(x))})
 
 `forbid_calls` runs a student's function and fails if it delegated to nnlab's own version
-of the exercise, so hidden tests can insist the work is the student's.
+of the exercise, so hidden tests can insist the work is the student's. `assert_no_mutation`
+runs a function and fails if it changed one of its array arguments in place.
 """
 
 import sys
 
 import numpy as np
 
-__all__ = ["assert_close", "assert_shape", "assert_dtype", "assert_grad_close", "forbid_calls"]
+__all__ = ["assert_close", "assert_shape", "assert_dtype", "assert_grad_close", "forbid_calls",
+           "assert_no_mutation"]
+
+# What turns float32 into float64 in numpy code (NumPy 2 promotion rules): Python floats adapt to the
+# array, NumPy float64 scalars and arrays do not.
+FLOAT64_CAUSES = ("the likely cause is a NumPy float64 value mixed in: a NumPy scalar such as np.sqrt(n) or "
+                  "np.float64(c) (a Python float such as 0.5 or math.sqrt(n) keeps float32), or a float64 "
+                  "array such as np.zeros(shape) without dtype=, mask.astype(float) or np.where(mask, 1.0, alpha)")
+DTYPE_ARGUMENT_CAUSE = ("the result must have the dtype passed in the dtype argument: end with .astype(dtype). "
+                        "Drawing with dtype= is not enough if a NumPy float64 scalar such as np.sqrt(2 / n) "
+                        "multiplies the result afterwards: that promotes float32 back to float64")
 
 
 def _describe(x):
@@ -35,13 +46,67 @@ def assert_shape(got, expected_shape, name="output"):
         raise AssertionError(f"{name} has shape {tuple(got_shape)}, expected {tuple(expected_shape)}")
 
 
-def assert_dtype(got, dtype, name="output"):
-    """Fail unless got is an ndarray of the given dtype (float32 inputs must give float32 outputs)."""
+def assert_dtype(got, dtype, name="output", cause=None):
+    """Fail unless got is an ndarray of the given dtype (float32 inputs must give float32 outputs).
+
+    The message names the likely cause of a wrong dtype: by default, for float32 that became float64, a
+    NumPy float64 scalar or array mixed into the computation (FLOAT64_CAUSES). Pass `cause` to name
+    another one, e.g. DTYPE_ARGUMENT_CAUSE for a function whose dtype comes from a `dtype` argument.
+    """
     if not isinstance(got, np.ndarray):
         raise AssertionError(f"{name} should be a numpy array, got {type(got).__name__}")
-    if got.dtype != np.dtype(dtype):
-        raise AssertionError(f"{name} has dtype {got.dtype}, expected {np.dtype(dtype)}: "
-                             "keep the dtype of the input (mixing in float64 arrays promotes float32)")
+    want = np.dtype(dtype)
+    if got.dtype != want:
+        if cause is None:
+            if want == np.float32 and got.dtype == np.float64:
+                cause = "float32 input must give float32 output; " + FLOAT64_CAUSES
+            elif want.kind == "f" and got.dtype.kind == "f":
+                cause = f"keep the dtype of the input: nothing in the computation should convert to {got.dtype}"
+            else:
+                cause = f"expected a {want} array (a comparison gives bool, integer arithmetic gives int)"
+        raise AssertionError(f"{name} has dtype {got.dtype}, expected {want}: {cause}")
+
+
+def _arrays_in(value, path, may_change):
+    """(path, array) for every ndarray in value, looking into lists, tuples and dicts."""
+    if isinstance(value, np.ndarray):
+        yield path, value
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _arrays_in(v, f"{path}[{i}]", may_change)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            if k not in may_change:
+                yield from _arrays_in(v, f"{path}[{k!r}]", may_change)
+
+
+def assert_no_mutation(func, *args, name=None, may_change=(), hint=None, **kwargs):
+    """Run func(*args, **kwargs) and fail if it changed any array argument in place; return its result.
+
+    Arrays are looked for in the arguments and inside lists, tuples and dicts among them (dict entries
+    whose key is in `may_change`, such as a running average the function is meant to update, are
+    skipped). The message says which argument changed and how to avoid it; `hint` adds a sentence.
+    """
+    fname = name or getattr(func, "__name__", "your function")
+    try:
+        import inspect
+        bound = inspect.signature(func).bind(*args, **kwargs)
+        named = list(bound.arguments.items())
+    except (TypeError, ValueError):
+        named = [(f"argument {i + 1}", a) for i, a in enumerate(args)] + list(kwargs.items())
+    before = [(path, arr, arr.copy()) for argname, value in named for path, arr in _arrays_in(value, argname, may_change)]
+    result = func(*args, **kwargs)
+    for path, arr, saved in before:
+        if arr.shape != saved.shape or not np.array_equal(arr, saved, equal_nan=True):
+            changed = int(np.sum(arr != saved)) if arr.shape == saved.shape else arr.size
+            msg = (f"{fname} changed its argument {path} in place ({changed} of {saved.size} entries are no "
+                   f"longer what the caller passed in): a function must not modify its inputs. Write the result "
+                   f"into a new array: x = x - mu instead of x -= mu, np.maximum(x, 0) instead of x[x < 0] = 0, "
+                   f"and call .copy() first when you must edit an array entry by entry")
+            if hint:
+                msg += f"\nHint: {hint}"
+            raise AssertionError(msg)
+    return result
 
 
 def assert_close(got, expected, *, name="output", rtol=1e-6, atol=1e-8, hint=None, mistakes=None):
@@ -119,7 +184,14 @@ def forbid_calls(func, *args, forbidden=("nnlab",), allowed=("nnlab._validate", 
 
     A module counts as forbidden when its name equals or starts with `name + "."` for a name
     in `forbidden`, unless it also matches a prefix in `allowed`. Returns func's result.
+
+    A function that runs elsewhere (a grader's handle to a student's function) can provide
+    `__forbid_calls__(forbidden, allowed, args, kwargs)`: the check then runs where the code runs.
     """
+    delegate = getattr(type(func), "__forbid_calls__", None)
+    if delegate is not None:
+        return delegate(func, tuple(forbidden), tuple(allowed), args, kwargs)
+
     def hits(module, prefixes):
         return any(module == p or module.startswith(p + ".") for p in prefixes)
 

@@ -10,6 +10,9 @@
   CS231n): about 1e-3 per update is healthy; ~1e-1 or more means the learning rate is too high,
   ~1e-5 or less means it is too low.
 - UpdateRatioRecorder: a Trainer callback that records update_ratios after every update.
+- activation_histograms / near_zero_fraction / ActivationHistoryRecorder: per-layer histograms of the
+  activations and the fraction near zero, recorded over training on a fixed probe batch (the
+  "colorful dimension" plot of fast.ai's course).
 
 Layers can be given as a list (results come back as a list, in order) or as a dict
 name -> array (results come back as a dict with the same keys).
@@ -20,7 +23,8 @@ import numpy as np
 from ._validate import as_float_array
 
 __all__ = ["activation_stats", "saturation_fraction", "dead_unit_fraction", "gradient_norms",
-           "update_ratios", "UpdateRatioRecorder"]
+           "update_ratios", "UpdateRatioRecorder", "activation_histograms", "near_zero_fraction",
+           "layer_outputs", "ActivationHistoryRecorder"]
 
 
 def _per_layer(name, layers, fn):
@@ -261,3 +265,127 @@ class UpdateRatioRecorder:
     def __repr__(self):
         last = {k: f"{v[-1]:.2e}" for k, v in self.ratios.items() if v}
         return f"UpdateRatioRecorder(every={self.every}, recorded={len(self.steps)}, last={last})"
+
+
+# ----------------------------------------------------------------------------- over the course of training
+def activation_histograms(activations, bins):
+    """Histogram of each layer's activations on fixed bins, as fractions of the layer's entries.
+
+    Values below bins[0] are counted in the first bin and values above bins[-1] in the last one, so
+    every row sums to 1 and a layer whose activations grow beyond the range stays visible.
+
+    Args:
+        activations: list (or dict) of arrays, one per layer, any shape.
+        bins: increasing bin edges, B + 1 numbers.
+    Returns:
+        float64 array of shape (L, B) (or a dict of (B,) arrays for dict input).
+    """
+    edges = np.asarray(bins, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0):
+        raise ValueError(f"bins must be at least two increasing edges, got {bins!r}")
+
+    def hist(label, a):
+        a = as_float_array(label, a).astype(np.float64, copy=False).ravel()
+        if a.size == 0:
+            raise ValueError(f"{label} is empty")
+        counts, _ = np.histogram(np.clip(a, edges[0], edges[-1]), bins=edges)
+        return counts / a.size
+
+    out = _per_layer("activations", activations, hist)
+    return np.array(out) if isinstance(out, list) else out
+
+
+def near_zero_fraction(activations, tol=1e-2):
+    """Fraction of the entries of each layer with |a| < tol (ReLU units that are off, collapsed signals).
+
+    Returns a float64 array of shape (L,) (or a dict of floats for dict input).
+    """
+    if not tol > 0:
+        raise ValueError(f"tol must be positive, got {tol!r}")
+    out = _per_layer("activations", activations,
+                     lambda label, a: float(np.mean(np.abs(as_float_array(label, a)) < tol)))
+    return np.array(out, dtype=np.float64) if isinstance(out, list) else out
+
+
+def layer_outputs(model, x, layer_types=None):
+    """Run x through a Sequential and return the outputs of its activation layers, in order.
+
+    Args:
+        model: an nnlab Sequential (anything with a .layers list of modules with .forward).
+        x: the input batch.
+        layer_types: class names whose outputs to keep; default: every FunctionModule (the
+            activations, nnlab's own or yours wrapped in FunctionModule).
+    Returns:
+        (names, outputs): names like "2:relu" (index in the Sequential, and the layer's name or class)
+        and the arrays.
+    """
+    from .modules import FunctionModule
+    names, outs = [], []
+    for i, layer in enumerate(model.layers):
+        x = layer.forward(x)
+        keep = (type(layer).__name__ in layer_types) if layer_types else isinstance(layer, FunctionModule)
+        if keep:
+            names.append(f"{i}:{getattr(layer, 'name', type(layer).__name__)}")
+            outs.append(x)
+    return names, outs
+
+
+class ActivationHistoryRecorder:
+    """Trainer callback: per-layer activation histograms and near-zero fractions over training.
+
+    Every `every` steps (and before the first one) it runs a fixed probe batch through the model in
+    the mode the model is in (train mode during fit: BatchNorm uses the probe's own statistics),
+    keeps the outputs of the activation layers (see layer_outputs), and restores every buffer
+    (BatchNorm's running averages) afterwards, so recording does not change training. Plotted as an
+    image per layer, steps on the x-axis and bins on the y-axis, this is the "colorful dimension" of
+    fast.ai's course: healthy layers show a stable band, collapsing ones a bright stripe at zero.
+
+    Args:
+        X_probe: the probe batch (the same examples at every record).
+        bins: histogram bin edges (see activation_histograms).
+        every: record every `every` steps.
+        tol: |a| < tol counts as near zero.
+        layer_types: which layers to record (see layer_outputs).
+
+    Attributes (numpy arrays once at least one record exists):
+        steps: (T,) step numbers; histograms: (L, T, B); near_zero: (L, T); names: list of L names.
+    """
+
+    def __init__(self, X_probe, bins, every=10, tol=1e-2, layer_types=None):
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.X_probe, self.bins, self.every, self.tol = X_probe, np.asarray(bins, dtype=np.float64), int(every), tol
+        self.layer_types = layer_types
+        self.names, self._steps, self._hists, self._zeros = None, [], [], []
+
+    def record(self, model, step):
+        """Take one record now (what on_step does every `every` steps)."""
+        saved = [(name, value.copy()) for name, value in model.named("buffers")]
+        try:
+            names, outs = layer_outputs(model, self.X_probe, self.layer_types)
+        finally:
+            for name, value in saved:
+                model.set("buffers", name, value)
+        self.names = names
+        self._steps.append(int(step))
+        self._hists.append(activation_histograms(outs, self.bins))
+        self._zeros.append(near_zero_fraction(outs, self.tol))
+
+    def on_train_begin(self, trainer):
+        self.record(trainer.model, getattr(trainer, "step", 0))
+
+    def on_step(self, trainer):
+        if trainer.step % self.every == 0:
+            self.record(trainer.model, trainer.step)
+
+    @property
+    def steps(self):
+        return np.array(self._steps)
+
+    @property
+    def histograms(self):
+        return np.stack(self._hists, axis=1) if self._hists else np.zeros((0, 0, len(self.bins) - 1))
+
+    @property
+    def near_zero(self):
+        return np.stack(self._zeros, axis=1) if self._zeros else np.zeros((0, 0))

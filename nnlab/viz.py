@@ -1,11 +1,29 @@
 """Plots the notebooks share. Each function draws into a new figure (or the `ax` given),
 returns the Figure, and never calls plt.show(): the notebook displays it, a test saves it."""
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
 __all__ = ["plot_history", "plot_layer_histograms", "plot_trajectories_on_contour",
            "plot_decision_boundary", "show_image_grid", "smooth"]
+
+
+class NotebookFigure(Figure):
+    """The Figure these functions return. In a notebook it is shown once: `plot_history(h)` as the last
+    line of a cell would otherwise be shown twice, as the cell's value and again by the inline backend,
+    which shows every open figure when the cell ends. Displaying it shows it and closes it, so the
+    backend does not show it again; displaying it in a later cell shows it again."""
+
+    def _ipython_display_(self):
+        from IPython.core.pylabtools import print_figure
+        from IPython.display import Image, display
+
+        display(Image(data=print_figure(self, "png"), format="png"))
+        number = getattr(self, "number", None)
+        if number is not None and plt.fignum_exists(number) and "inline" in matplotlib.get_backend():
+            plt.close(self)
 
 
 def smooth(values, window=25):
@@ -26,7 +44,7 @@ def plot_history(histories, title=None, smooth_window=25):
     """
     if not isinstance(histories, dict):
         histories = {"": histories}
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8), FigureClass=NotebookFigure)
     for i, (label, h) in enumerate(histories.items()):
         color = f"C{i}"
         steps = np.arange(1, len(h.loss) + 1)
@@ -58,7 +76,8 @@ def plot_layer_histograms(values, bins=50, range=None, title=None, xlabel="value
     if not isinstance(values, dict):
         values = {f"layer {i + 1}": v for i, v in enumerate(values)}
     n = len(values)
-    fig, axes = plt.subplots(1, n, figsize=(min(2.2 * n, 18), 2.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(min(2.2 * n, 18), 2.6), sharey=True, squeeze=False,
+                             FigureClass=NotebookFigure)
     for ax, (name, v) in zip(axes[0], values.items()):
         v = np.asarray(v, dtype=np.float64).ravel()
         ax.hist(v, bins=bins, range=range, color="C0")
@@ -80,7 +99,7 @@ def plot_trajectories_on_contour(f, trajectories, xlim=(-2, 2), ylim=(-2, 2), le
         trajectories: dict label -> (T, 2) array of points visited.
         log_levels: space contour levels logarithmically (good for ill-conditioned bowls).
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 5))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 5), FigureClass=NotebookFigure)
     xs, ys = np.linspace(*xlim, 300), np.linspace(*ylim, 300)
     gx, gy = np.meshgrid(xs, ys)
     z = f(gx, gy)
@@ -105,7 +124,7 @@ def plot_decision_boundary(predict, X, y, ax=None, resolution=300, padding=0.5, 
         predict: function (M, 2) array -> (M,) integer labels (or (M, C) scores; argmax is taken).
         X: (N, 2) points; y: (N,) labels.
     """
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 5))
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 5), FigureClass=NotebookFigure)
     x_min, y_min = X.min(axis=0) - padding
     x_max, y_max = X.max(axis=0) + padding
     gx, gy = np.meshgrid(np.linspace(x_min, x_max, resolution), np.linspace(y_min, y_max, resolution))
@@ -142,7 +161,7 @@ def show_image_grid(images, labels=None, ncols=10, cmap="gray", title=None, scal
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + (0.3 if title else 0)),
-                             squeeze=False)
+                             squeeze=False, FigureClass=NotebookFigure)
     for i, ax in enumerate(axes.ravel()):
         ax.axis("off")
         if i >= n:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from nnlab import activations
-from nnlab.checks import assert_close, assert_dtype, assert_grad_close, assert_shape, forbid_calls
+from nnlab.checks import (DTYPE_ARGUMENT_CAUSE, assert_close, assert_dtype, assert_grad_close, assert_no_mutation,
+                          assert_shape, forbid_calls)
 
 
 def test_assert_close_passes_and_reports_worst_entry():
@@ -63,3 +64,45 @@ def test_forbid_calls_catches_wrapping_nnlab():
         forbid_calls(wrapper, x)
     # allowed helpers may be used freely
     forbid_calls(lambda v: assert_close(v, v), x)
+
+
+def test_dtype_message_names_the_likely_cause():
+    x = np.ones(3, dtype=np.float32)
+    with pytest.raises(AssertionError, match=r"np\.sqrt\(n\) or np\.float64\(c\)"):
+        assert_dtype(x / np.sqrt(3), np.float32, name="out")          # a NumPy float64 scalar promotes float32
+    with pytest.raises(AssertionError, match="dtype argument"):
+        assert_dtype(np.zeros(2), np.float32, name="W", cause=DTYPE_ARGUMENT_CAUSE)
+    with pytest.raises(AssertionError, match="keep the dtype of the input"):
+        assert_dtype(x, np.float64)
+    with pytest.raises(AssertionError, match="numpy array"):
+        assert_dtype(1.0, np.float32)
+    assert_dtype(x / 3.0, np.float32)                                   # a Python float keeps float32
+
+
+def test_assert_no_mutation_names_the_argument():
+    def centre_in_place(x, mean):
+        x -= mean
+        return x
+
+    def centre(x, mean):
+        return x - mean
+
+    x, m = np.arange(4.0), np.ones(4)
+    assert_close(assert_no_mutation(centre, x, m), x - 1)
+    with pytest.raises(AssertionError, match=r"centre_in_place changed its argument x in place \(4 of 4"):
+        assert_no_mutation(centre_in_place, x.copy(), m)
+
+    def update(x, param):
+        param["running"] *= 0.5            # allowed: a documented in-place update
+        param["other"][0] = 7.0            # not allowed
+        return x
+
+    p = {"running": np.ones(2), "other": np.zeros(2)}
+    with pytest.raises(AssertionError, match=r"param\['other'\] in place"):
+        assert_no_mutation(update, x, p, may_change=("running",))
+    p = {"running": np.ones(2), "other": np.zeros(2)}
+    with pytest.raises(AssertionError, match=r"param\['running'\]"):
+        assert_no_mutation(lambda x, param: update(x, {"running": param["running"], "other": np.zeros(2)}), x, p)
+    # positional names are used even for functions with *args, and tuples are looked into
+    with pytest.raises(AssertionError, match=r"changed its argument cache\[1\]"):
+        assert_no_mutation(lambda dout, cache: cache[1].fill(0), np.ones(2), (np.ones(2), np.ones(2)))

@@ -171,3 +171,56 @@ def test_recorder_with_the_real_trainer(rng):
     assert set(rec.ratios) == set(names) and len(names) >= 4
     w_names = [n for n in names if n.endswith("w")]
     assert all(0 < r < 1 for n in w_names for r in rec.ratios[n])
+
+
+# ----------------------------------------------------------------------------- over the course of training
+def test_activation_histograms_are_fractions_with_clipped_ends():
+    from nnlab.diagnostics import activation_histograms
+    a = np.array([-1.0, 0.0, 0.1, 0.6, 0.9, 5.0])
+    h = activation_histograms([a, np.zeros(4)], bins=[0.0, 0.5, 1.0])
+    assert h.shape == (2, 2)
+    np.testing.assert_allclose(h[0], [3 / 6, 3 / 6])       # -1 clipped into the first bin, 5 into the last
+    np.testing.assert_allclose(h[1], [1.0, 0.0])
+    np.testing.assert_allclose(h.sum(axis=1), 1.0)
+    assert list(activation_histograms({"x": a}, [0.0, 1.0])) == ["x"]
+    with pytest.raises(ValueError, match="increasing"):
+        activation_histograms([a], [1.0, 0.0])
+
+
+def test_near_zero_fraction():
+    from nnlab.diagnostics import near_zero_fraction
+    got = near_zero_fraction([np.array([0.0, 0.005, -0.02, 1.0]), np.ones(3)], tol=0.01)
+    np.testing.assert_allclose(got, [0.5, 0.0])
+    with pytest.raises(ValueError):
+        near_zero_fraction([np.ones(2)], tol=0)
+
+
+def test_activation_history_recorder_with_a_trainer_leaves_training_unchanged(rng):
+    from nnlab.data import make_moons
+    from nnlab.diagnostics import ActivationHistoryRecorder
+    from nnlab.modules import mlp
+    from nnlab.train import Trainer
+    X, y = make_moons(n=200, noise=0.1, rng=np.random.default_rng(0))
+    data = {"X_train": X.astype(np.float32), "y_train": y, "X_val": X[:50].astype(np.float32), "y_val": y[:50]}
+
+    def run(callbacks):
+        model = mlp(2, [16, 16], 2, norm="batchnorm", rng=np.random.default_rng(1))
+        hist = Trainer(model, data, update_rule="sgd", optim_config={"lr": 0.1}, batch_size=20, epochs=3,
+                       rng=np.random.default_rng(2), progress=False, callbacks=callbacks).fit()
+        return model, hist
+
+    rec = ActivationHistoryRecorder(data["X_train"][:64], bins=np.linspace(0, 3, 7), every=5)
+    model, hist = run([rec])
+    plain, plain_hist = run([])
+    np.testing.assert_array_equal(hist.loss, plain_hist.loss)              # recording changes nothing
+    for (n1, v1), (_, v2) in zip(model.named("buffers"), plain.named("buffers")):
+        np.testing.assert_array_equal(v1, v2, err_msg=n1)
+    steps = rec.steps
+    assert steps[0] == 0 and np.all(np.diff(steps) == 5) and steps[-1] == 30
+    assert rec.names == ["2:relu", "5:relu"]
+    assert rec.histograms.shape == (2, len(steps), 6) and rec.near_zero.shape == (2, len(steps))
+    np.testing.assert_allclose(rec.histograms.sum(axis=2), 1.0)
+    # ReLU outputs: the first bin holds the zeros, so it is at least the near-zero fraction of exact zeros
+    assert np.all(rec.histograms[:, :, 0] >= rec.near_zero - 1e-12)
+    with pytest.raises(ValueError):
+        ActivationHistoryRecorder(data["X_train"], bins=[0, 1], every=0)

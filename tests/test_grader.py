@@ -18,7 +18,7 @@ from grader import cells as C
 from grader.check import check, format_table
 from grader.cli import build_parser
 from grader.course import Course, read_notebook
-from grader.release import WorkWouldBeLost, holds_answers, normalise, release
+from grader.release import WorkWouldBeLost, differences, holds_answers, normalise, release
 from grader.repair import repair, without_hidden
 from grader.scoring import CellScore, failing_line, failure_message
 from grader.submissions import discover, lms_pattern
@@ -93,8 +93,9 @@ def test_release_is_deterministic(fixture_released_twice):
 
 def test_fixture_release_is_not_stale(fixture_released_twice):
     first, _, _ = fixture_released_twice
-    assert first == (FIXTURE / "notebooks" / "00_fixture" / "fixture.ipynb").read_bytes(), \
-        "tests/fixtures/course/notebooks is stale: run python -m grader release --course tests/fixtures/course"
+    diff = differences(nbformat.reads(first.decode(), as_version=4), fixture_release())
+    assert not diff, ("tests/fixtures/course/notebooks is stale: run python -m grader release --course "
+                      "tests/fixtures/course\n" + "\n".join(diff))
 
 
 def test_release_is_clean():
@@ -147,8 +148,9 @@ def test_notebooks_are_not_stale(assignment, real_fresh_release):
         fresh = real_fresh_release / assignment / src.name
         if holds_answers(committed, fresh):  # someone is working in this checkout: their work is not a stale release
             pytest.skip(f"{committed} holds answers (your work), so it is not compared with a fresh release")
-        assert committed.read_bytes() == (real_fresh_release / assignment / src.name).read_bytes(), \
-            f"{committed} is stale: run `python -m grader release {assignment}` and commit notebooks/"
+        diff = differences(read_notebook(committed), read_notebook(fresh))
+        assert not diff, (f"{committed} is stale: run `python -m grader release {assignment}` and commit "
+                          f"notebooks/\n" + "\n".join(diff))
 
 
 RELEASED = sorted(REAL.release_dir.glob("*/*.ipynb")) if REAL.release_dir.is_dir() else []

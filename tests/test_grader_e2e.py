@@ -304,3 +304,55 @@ def test_course_assignment_end_to_end(assignment, tmp_path):
     assert 0 < float(rows[("partial", assignment)]["score"]) < float(full["score"]), r.stdout
     assert float(rows[("gutted", assignment)]["score"]) == 0, r.stdout
     assert "restored deleted" in next(ln for ln in r.stdout.splitlines() if ln.startswith("gutted "))
+
+
+def test_same_name_students_in_a_canvas_download_are_both_graded(tmp_path):
+    """Two Canvas students called smithjohn (user ids 33333 and 44444): two grades, none lost."""
+    klass = make_class()
+    subs = tmp_path / "canvas"
+    subs.mkdir()
+    nbformat.write(klass["full"][0], str(subs / "smithjohn_33333_3_fixture.ipynb"))
+    nbformat.write(klass["empty"][0], str(subs / "smithjohn_44444_4_fixture.ipynb"))
+    out = tmp_path / "out"
+    r = grader("autograde", subs, "--out", out, "--course", FIXTURE, "--jobs", "2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(out / "grades.csv", newline="") as f:
+        rows = {row["student"]: row for row in csv.DictReader(f)}
+    assert {k: rows[k]["score"] for k in rows} == {"smithjohn-33333": "5", "smithjohn-44444": "0"}, r.stdout
+    assert "2 students are called smithjohn" in r.stdout
+
+
+def test_ambiguous_files_and_the_course_folder_stop_autograde(tmp_path):
+    klass = make_class()
+    subs = tmp_path / "twice"
+    (subs / "alice" / ASSIGNMENT).mkdir(parents=True)
+    nbformat.write(klass["full"][0], str(subs / "alice" / ASSIGNMENT / NOTEBOOK))
+    nbformat.write(klass["empty"][0], str(subs / "alice_7_fixture.ipynb"))
+    r = grader("autograde", subs, "--out", tmp_path / "out", "--course", FIXTURE)
+    assert r.returncode == 2 and "Nothing was graded" in r.stderr, r.stdout + r.stderr
+    r = grader("autograde", FIXTURE / "notebooks", "--out", tmp_path / "out2", "--course", FIXTURE)
+    assert r.returncode == 2 and "Accepted layouts" in r.stderr and "weight" not in r.stdout
+
+
+def test_a_roster_names_the_students(tmp_path):
+    """With --roster, Canvas's user ids become the roster's student ids, and export --format canvas has them."""
+    klass = make_class()
+    subs = tmp_path / "canvas"
+    subs.mkdir()
+    nbformat.write(klass["full"][0], str(subs / "smithjohn_33333_3_fixture.ipynb"))
+    nbformat.write(klass["empty"][0], str(subs / "smithjohn_44444_4_fixture.ipynb"))
+    roster = tmp_path / "roster.csv"
+    roster.write_text("student_id,name,email,lms_id\ns001,John Smith,j1@example.edu,33333\n"
+                      "s002,John Smith,j2@example.edu,44444\n")
+    out = tmp_path / "out"
+    r = grader("autograde", subs, "--out", out, "--course", FIXTURE, "--roster", roster)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with open(out / "grades.csv", newline="") as f:
+        assert {row["student"]: row["score"] for row in csv.DictReader(f)} == {"s001": "5", "s002": "0"}
+    r = grader("export", "--gradebook", out, "--out", tmp_path / "canvas.csv", "--format", "canvas",
+               "--roster", roster, "--course", FIXTURE)
+    assert r.returncode == 0, r.stderr
+    with open(tmp_path / "canvas.csv", newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0][:5] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
+    assert {(row[1], row[2]) for row in table[1:]} == {("33333", "s001"), ("44444", "s002")}

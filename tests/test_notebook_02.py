@@ -225,3 +225,70 @@ def test_solution_agrees_with_nnlab(cells, rng, dtype):
             np.testing.assert_allclose(np.abs(W), np.abs(ref_w.W_), **tol)
         Z = ns["whiten"](X, mean_w, W)
         np.testing.assert_allclose(np.cov(Z.T.astype(np.float64), bias=True), np.eye(6), atol=5e-3)
+
+
+# fair grades: a wrong function leaves the tests of the others their points
+WRONG_ELSEWHERE = [  # (exercise cell, solution text, wrong text, test cells that must still pass)
+    ("pca_impl", "cov = Xc.T @ Xc / n", "cov = X_train.T @ X_train / n", ["test_pca_transform"]),
+    ("pca_impl", "    n = X_train.shape[0]\n", "    raise NotImplementedError()\n", ["test_pca_transform"]),
+    ("image_stats_impl", "return X_train.mean(axis=0)\n", "return X_train.mean(axis=1)\n", ["test_per_channel"]),
+    ("image_stats_impl", "return X_train.mean(axis=(0, 2, 3))\n", "return X_train.mean(axis=(0, 1, 2))\n",
+     ["test_mean_image"]),
+    ("whitening_impl", "        W = W @ U.T\n", "        W = W @ U\n", ["test_pca_whitening"]),
+    ("whitening_impl", "    if kind not in", "    if kind == 'pca':\n        raise NotImplementedError()\n    if kind not in",
+     ["test_zca_whitening"]),
+]
+
+
+@pytest.mark.parametrize("exercise, old, new, passing", WRONG_ELSEWHERE, ids=[f"{w[0]}-{i}" for i, w in enumerate(WRONG_ELSEWHERE)])
+def test_a_wrong_function_leaves_the_other_tests_their_points(cells, exercise, old, new, passing):
+    src = cells[exercise].source
+    assert old in src
+    ns = namespace(cells, [src.replace(old, new)])
+    failing = [t for t, e in EXERCISES.items() if e == exercise and t not in passing]
+    for test_id in failing:
+        with pytest.raises((AssertionError, NotImplementedError)):
+            exec(cells[test_id].source, dict(ns))
+    for test_id in passing:
+        exec(cells[test_id].source, dict(ns))
+
+
+def test_standardize_is_graded_with_given_statistics(cells):
+    """A fit_standardizer with the ddof=1 mistake fails its check; standardize itself is never fed its output."""
+    src = cells["standardizer_impl"].source.replace("std = X_train.std(axis=0)", "std = X_train.std(axis=0, ddof=1)")
+    ns = namespace(cells, [src])
+    with pytest.raises(AssertionError, match="sample std"):
+        exec(cells["test_standardizer"].source, ns)
+    test = cells["test_standardizer"].source
+    assert "standardize, X_fix, mean_ok, std_ok" in test and "standardize(X_test_fix, mean_ok, std_ok)" in test
+
+
+IN_PLACE = [
+    ("test_standardizer", "standardizer_impl", "    return (X - mean) / std\n", "    X -= mean\n    X /= std\n    return X\n",
+     "standardize changed its argument X in place"),
+    ("test_pca_fit", "pca_impl", "    Xc = X_train - mean\n    cov", "    Xc = X_train\n    Xc -= mean\n    cov",
+     "pca_fit changed its argument X_train in place"),
+    ("test_pca_whitening", "whitening_impl", "    Xc = X_train - mean\n", "    Xc = X_train\n    Xc -= mean\n",
+     "fit_whitening changed its argument X_train in place"),
+]
+
+
+@pytest.mark.parametrize("test_id, exercise, old, new, words", IN_PLACE, ids=[m[0] for m in IN_PLACE])
+def test_in_place_changes_are_named(cells, test_id, exercise, old, new, words):
+    src = cells[exercise].source
+    assert old in src
+    ns = namespace(cells, [src.replace(old, new)])
+    with pytest.raises(AssertionError, match=re.escape(words)):
+        exec(cells[test_id].source, ns)
+
+
+def test_float64_scalar_in_whitening_names_the_cause(cells):
+    src = cells["whitening_impl"].source.replace("cov = Xc.T @ Xc / n", "cov = Xc.T @ Xc / np.float64(n)")
+    ns = namespace(cells, [src])
+    with pytest.raises(AssertionError, match=r"np\.sqrt\(n\) or np\.float64\(c\)"):
+        exec(cells["test_pca_whitening"].source, ns)
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_every_exercise_that_receives_arrays_checks_them_for_in_place_changes(cells, test_id):
+    assert "assert_no_mutation(" in cells[test_id].source

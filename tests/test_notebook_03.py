@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not SOURCE.exists(), reason="no solutions/ here 
 # test cell -> (the exercise it grades, other cells it needs, executed first in this order)
 EXERCISES = {
     "test_constant_init": ("constant_init", ()),
-    "test_unit_spread": ("unit_spread", ("constant_init", "toy_setup")),
+    "test_unit_spread": ("unit_spread", ("toy_setup",)),
     "test_small_random_init": ("small_random_init", ("random_init_checks",)),
     "test_predict_output_variance": ("predict_output_variance", ()),
     "test_fan_in": ("fan_in", ()),
@@ -208,3 +208,69 @@ MISTAKES = [
 def test_typical_mistakes_are_named(cells, test_id, wrong, message):
     with pytest.raises(AssertionError, match=message):
         run_test_cell(cells, test_id, wrong)
+
+
+# fair grades: a wrong earlier exercise leaves a correct later one its points
+WRONG_FAN_IN = ("def fan_in(shape):\n"                     # the classic bug: C_out instead of C_in for a conv
+                "    return int(shape[0] * np.prod(shape[2:]))\n")
+
+
+def test_a_wrong_fan_in_leaves_xavier_and_he_their_points(cells):
+    ns = namespace(cells, [WRONG_FAN_IN, cells["random_init_checks"].source, cells["xavier_he_init"].source])
+    with pytest.raises(AssertionError):
+        exec(cells["test_fan_in"].source, ns)
+    exec(cells["test_xavier_he_init"].source, ns)            # std from the fan-in the student's fan_in returns
+
+
+def test_xavier_with_its_own_correct_fan_in_passes_whatever_fan_in_does(cells):
+    own = ("def xavier_init(shape, rng, dtype=np.float32):\n"
+           "    d_in = shape[0] if len(shape) == 2 else shape[1] * shape[2] * shape[3]\n"
+           "    return (rng.standard_normal(shape) / d_in ** 0.5).astype(dtype)\n"
+           "def he_init(shape, rng, dtype=np.float32):\n"
+           "    d_in = shape[0] if len(shape) == 2 else shape[1] * shape[2] * shape[3]\n"
+           "    return (rng.standard_normal(shape) * (2 / d_in) ** 0.5).astype(dtype)\n")
+    for fan in (WRONG_FAN_IN, stub(cells["fan_in"].source)):
+        exec(cells["test_xavier_he_init"].source, namespace(cells, [fan, cells["random_init_checks"].source, own]))
+
+
+def test_a_wrong_constant_init_leaves_unit_spread_its_points(cells):
+    for constant in ("def constant_init(shape, rng=None, dtype=np.float32, value=0.0):\n"
+                     "    return np.zeros(shape, dtype=dtype)\n", stub(cells["constant_init"].source)):
+        ns = namespace(cells, [constant, cells["toy_setup"].source, cells["unit_spread"].source])
+        exec(cells["test_unit_spread"].source, ns)
+
+
+def test_every_test_passes_with_all_other_exercises_stubbed(cells):
+    order = ["constant_init", "unit_spread", "small_random_init", "predict_output_variance", "fan_in",
+             "xavier_he_init", "deep_forward_backward", "orthogonal_init"]
+    helpers = [cells[h].source for h in ("toy_setup", "random_init_checks")]
+    for test_id, (own, _) in EXERCISES.items():
+        keep = {own, "fan_in"} if own == "xavier_he_init" else {own}     # Xavier/He are defined to use fan_in
+        srcs = [cells[g].source if g in keep else stub(cells[g].source) for g in order]
+        exec(cells[test_id].source, namespace(cells, helpers + srcs))
+
+
+def test_initialiser_dtype_message_points_at_the_dtype_argument(cells):
+    wrong = ("def small_random_init(shape, rng, dtype=np.float32, std=0.01):\n"
+             "    return std * rng.standard_normal(shape)\n")
+    with pytest.raises(AssertionError, match="dtype argument"):
+        run_test_cell(cells, "test_small_random_init", wrong)
+
+
+def test_relu_mask_h_ge_0_is_named(cells):
+    wrong = cells["deep_forward_backward"].source.replace("(hs[l] > 0)", "(hs[l] >= 0)")
+    assert wrong != cells["deep_forward_backward"].source
+    with pytest.raises(AssertionError, match=r"h >= 0, which holds for EVERY h"):
+        run_test_cell(cells, "test_deep_forward_backward", wrong)
+
+
+def test_in_place_change_of_the_input_is_named(cells):
+    wrong = cells["deep_forward_backward"].source.replace("        z = h @ W\n", "        z = h @ W\n        W *= 1.0000001\n")
+    assert wrong != cells["deep_forward_backward"].source
+    with pytest.raises(AssertionError, match=r"deep_forward changed its argument weights\[0\] in place"):
+        run_test_cell(cells, "test_deep_forward_backward", wrong)
+
+
+@pytest.mark.parametrize("test_id", sorted(["test_unit_spread", "test_deep_forward_backward", "test_xavier_he_init", "test_orthogonal_init"]))
+def test_every_exercise_that_receives_arrays_checks_them_for_in_place_changes(cells, test_id):
+    assert "assert_no_mutation(" in cells[test_id].source

@@ -23,8 +23,8 @@ EXERCISES = {  # test cell -> the exercise cells it needs (in order)
     "test_bn_forward_train": ("bn_forward_impl",),
     "test_bn_forward_running": ("bn_forward_impl",),
     "test_bn_forward_test_mode": ("bn_forward_impl",),
-    "test_bn_backward": ("bn_forward_impl", "bn_backward_impl"),
-    "test_bn_backward_alt": ("bn_forward_impl", "bn_backward_impl", "bn_backward_alt_impl"),
+    "test_bn_backward": ("bn_backward_impl",),          # the backward tests build the cache themselves
+    "test_bn_backward_alt": ("bn_backward_impl", "bn_backward_alt_impl"),
     "test_ln_forward": ("ln_impl",),
     "test_ln_backward": ("ln_impl",),
     "test_fold_bn": ("fold_bn_impl",),
@@ -68,11 +68,23 @@ def test_stub_fails(cells, test_id):
         exec(cells[test_id].source, ns)
 
 
-WRAPPERS = {
+WRAPPERS = {  # answers that delegate to nnlab, adapting the stated cache format to nnlab's own
     "bn_forward_impl": "from nnlab.normalization import batchnorm_forward",
-    "bn_backward_impl": "from nnlab.normalization import batchnorm_backward",
-    "bn_backward_alt_impl": "from nnlab.normalization import batchnorm_backward_alt",
-    "ln_impl": "from nnlab.normalization import layernorm_forward, layernorm_backward",
+    "bn_backward_impl": ("import nnlab.normalization as nnlab_norm\n"
+                         "def batchnorm_backward(dout, cache):\n"
+                         "    return nnlab_norm.batchnorm_backward(dout, dict(cache, xhat=cache['x_hat'], mode='train'))\n"),
+    "bn_backward_alt_impl": ("import nnlab.normalization as nnlab_norm\n"
+                             "def batchnorm_backward_alt(dout, cache):\n"
+                             "    return nnlab_norm.batchnorm_backward_alt(dout, dict(cache, xhat=cache['x_hat'], mode='train'))\n"),
+    "ln_impl": ("import nnlab.normalization as nnlab_norm\n"
+                "def layernorm_forward(x, gamma, beta, ln_param=None):\n"
+                "    out, (xhat, inv_std, g) = nnlab_norm.layernorm_forward(x, gamma, beta, ln_param)\n"
+                "    eps = 1e-5 if ln_param is None else ln_param.get('eps', 1e-5)\n"
+                "    mu = x.mean(axis=1, keepdims=True)\n"
+                "    return out, {'x': x, 'mu': mu, 'xc': x - mu, 'var': 1 / inv_std ** 2 - eps, 'eps': eps,\n"
+                "                 'std': 1 / inv_std, 'inv_std': inv_std, 'x_hat': xhat, 'gamma': g}\n"
+                "def layernorm_backward(dout, cache):\n"
+                "    return nnlab_norm.layernorm_backward(dout, (cache['x_hat'], cache['inv_std'], cache['gamma']))\n"),
     "fold_bn_impl": "from nnlab.normalization import fold_batchnorm",
 }
 
@@ -81,6 +93,10 @@ WRAPPERS = {
 def test_answer_that_wraps_nnlab_fails(cells, test_id):
     # a consistent delegating answer: every exercise the test needs comes from nnlab
     ns = namespace(cells, [WRAPPERS[gid] for gid in EXERCISES[test_id]])
+    if test_id == "test_bn_forward_train":      # nnlab's cache is not the stated format: caught before forbid_calls
+        with pytest.raises(AssertionError, match="cache must be a dict with the keys"):
+            exec(cells[test_id].source, ns)
+        return
     with pytest.raises(AssertionError, match="not nnlab's"):
         exec(cells[test_id].source, ns)
 
@@ -98,7 +114,7 @@ MISTAKES = [  # (test cell, exercise, [(solution text, wrong text)], words the f
      [("running_mean = momentum * running_mean + (1 - momentum) * batch_mean",
        "running_mean = (1 - momentum) * running_mean + momentum * batch_mean")], "momentum the wrong way round"),
     ("test_bn_forward_running", FWD,
-     [("running_mean = momentum * running_mean + (1 - momentum) * batch_mean", "pass")], "left unchanged"),
+     [("running_mean = momentum * running_mean + (1 - momentum) * batch_mean", "pass")], "still holds the old average"),
     ("test_bn_forward_test_mode", FWD,
      [("x_hat = (x - running_mean) / np.sqrt(running_var + eps)", "x_hat = (x - x.mean(0)) / np.sqrt(x.var(0) + eps)")],
      "the mode never switched"),
@@ -139,11 +155,54 @@ def test_classic_mistake_is_named(cells, test_id, exercise, edits, words):
         exec(cells[test_id].source, ns)
 
 
-def test_backward_tests_blame_a_wrong_forward_pass(cells):
-    src = cells[FWD].source.replace("batch_var = (xc * xc).mean(axis=0)", "batch_var = x.var(axis=0, ddof=1)")
-    ns = namespace(cells, [src, cells["bn_backward_impl"].source])
-    with pytest.raises(AssertionError, match="make the batchnorm_forward tests pass first"):
-        exec(cells["test_bn_backward"].source, ns)
+BROKEN_FORWARDS = [  # wrong forward passes that must not cost the backward tests anything
+    ("batch_var = (xc * xc).mean(axis=0)", "batch_var = x.var(axis=0, ddof=1)"),              # unbiased variance
+    ("xc = x - batch_mean", "x -= batch_mean\n        xc = x"),                                    # centres x in place
+    ("        ### BEGIN SOLUTION\n        batch_mean", "        raise NotImplementedError()\n        batch_mean"),
+]
+
+
+@pytest.mark.parametrize("old, new", BROKEN_FORWARDS, ids=["ddof1", "in-place", "stub"])
+@pytest.mark.parametrize("test_id", ["test_bn_backward", "test_bn_backward_alt"])
+def test_a_wrong_forward_pass_leaves_the_backward_tests_their_points(cells, test_id, old, new):
+    forward = cells[FWD].source
+    assert old in forward
+    ns = namespace(cells, [forward.replace(old, new)] + sources(cells, test_id))
+    exec(cells[test_id].source, ns)
+
+
+def test_a_wrong_layernorm_forward_leaves_the_backward_test_its_points(cells):
+    src = cells["ln_impl"].source
+    broken = src.replace("mu = x.mean(axis=1, keepdims=True)", "mu = x.mean(axis=0)")
+    assert broken != src
+    ns = namespace(cells, [broken])
+    with pytest.raises(AssertionError):
+        exec(cells["test_ln_forward"].source, ns)
+    exec(cells["test_ln_backward"].source, ns)
+
+
+def test_every_test_passes_with_all_other_exercises_stubbed(cells):
+    """No test cell needs another exercise: each passes with every other exercise left as the stub."""
+    order = [gid for gid in cells if gid.endswith("_impl")]
+    for test_id, own in OWN.items():
+        srcs = [cells[g].source if g == own else stub(cells[g].source) for g in order]
+        if test_id == "test_bn_backward_alt":       # it compares with the staged version when that one runs
+            srcs = [cells[g].source if g in (own, "bn_backward_impl") else stub(cells[g].source) for g in order]
+        exec(cells[test_id].source, namespace(cells, srcs))
+
+
+def test_in_place_centring_is_named(cells):
+    src = cells[FWD].source.replace("xc = x - batch_mean", "x -= batch_mean\n        xc = x")
+    ns = namespace(cells, [src])
+    with pytest.raises(AssertionError, match=r"batchnorm_forward changed its argument x in place"):
+        exec(cells["test_bn_forward_train"].source, ns)
+
+
+def test_fold_batchnorm_broadcast_error_is_explained(cells):
+    src = cells["fold_bn_impl"].source.replace("w_folded = w * scale", "w_folded = w * scale[:, None]")
+    ns = namespace(cells, [src])
+    with pytest.raises(AssertionError, match="one entry per OUTPUT unit"):
+        exec(cells["test_fold_bn"].source, ns)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -192,3 +251,8 @@ def test_closed_form_is_graded_on_its_own(cells, staged, capsys):
     exec(cells["test_bn_backward_alt"].source, ns)
     out = capsys.readouterr().out
     assert ("raised NotImplementedError" in out) if staged == "stub" else ("staged version is the one to fix" in out)
+
+
+@pytest.mark.parametrize("test_id", sorted(EXERCISES))
+def test_every_exercise_that_receives_arrays_checks_them_for_in_place_changes(cells, test_id):
+    assert "assert_no_mutation(" in cells[test_id].source
