@@ -172,6 +172,7 @@ class Sandbox:
             elif p.is_dir():
                 args += ["--ro-bind", top, top]
         args += ["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+                 "--perms", "1777", "--tmpfs", "/dev/shm",  # multiprocessing needs it
                  "--perms", "1777", "--tmpfs", "/tmp"]
         made = {Path("/"), Path("/tmp")}
         binds = [("--ro-bind", p) for p in course_environment()] + [("--bind", self.workdir), ("--bind", self.socket_dir)]
