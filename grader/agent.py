@@ -11,7 +11,7 @@ Requests (wire-encoded tuples):
     ("call", h, args, kwargs, forbid)      -> ("ok", result, after) | ("error", mro, message, tb)
         after: the mutable arguments (arrays, lists, dicts, Generators) as they are after the call,
         so the judge can write back in-place changes; forbid: module prefixes whose Python
-        functions must not run during the call (None, or [forbidden, allowed])
+        functions must not run during the call (None, or [forbidden, allowed, reason])
     ("getattr", h, name) ("getitem", h, key) ("len", h) ("list", h) ("repr", h)
 Non-data values are kept here and sent as handles {"H": id, "t": type name, "c": callable}.
 """
@@ -71,7 +71,7 @@ class _Agent:
         if op == "call":
             target, cargs, ckwargs, forbid = args
             run = (lambda: target(*cargs, **ckwargs)) if not forbid else \
-                (lambda: _forbidding(forbid[0], forbid[1], target, cargs, ckwargs))
+                (lambda: _forbidding(*forbid, target, cargs, ckwargs))
             before = [_snapshot(a) for a in cargs], {k: _snapshot(v) for k, v in ckwargs.items()}
             try:
                 result = run()
@@ -132,20 +132,21 @@ def _after(v, snap, depth=0):
     return v if isinstance(v, (dict, list)) else None
 
 
-def _forbidding(forbidden, allowed, target, args, kwargs):
-    """target(*args, **kwargs), failing if it ran a Python function of a forbidden module."""
+def _forbidding(forbidden, allowed, reason, target, args, kwargs):
+    """target(*args, **kwargs), failing if it ran a Python function of a forbidden module (or a
+    forbidden "module.function"), as nnlab.checks.forbid_calls does."""
     import sys
 
-    def hits(module, prefixes):
-        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    def hits(module, name, prefixes):
+        return any(module == p or module.startswith(p + ".") or f"{module}.{name}" == p for p in prefixes)
 
     called = []
 
     def profiler(frame, event, arg):
         if event == "call":
-            module = frame.f_globals.get("__name__", "") or ""
-            if hits(module, forbidden) and not hits(module, allowed):
-                called.append(f"{module}.{frame.f_code.co_name}")
+            module, name = frame.f_globals.get("__name__", "") or "", frame.f_code.co_name
+            if hits(module, name, forbidden) and not hits(module, name, allowed):
+                called.append(name if module == "__main__" else f"{module}.{name}")
 
     previous = sys.getprofile()
     sys.setprofile(profiler)
@@ -155,7 +156,7 @@ def _forbidding(forbidden, allowed, target, args, kwargs):
         sys.setprofile(previous)
     if called:
         name = getattr(target, "__name__", "your function")
-        raise AssertionError(f"{name} calls {called[0]}: this exercise asks for your own implementation, not nnlab's")
+        raise AssertionError(f"{name} calls {called[0]}: {reason}")
     return result
 
 

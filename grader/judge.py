@@ -240,9 +240,10 @@ class Remote:
     def __call__(self, *args, **kwargs):
         return self._link.call(self, args, kwargs)
 
-    def __forbid_calls__(self, forbidden, allowed, args, kwargs):
-        """nnlab.checks.forbid_calls delegates here: the check runs where the function runs."""
-        return self._link.call(self, args, kwargs, forbid=[list(forbidden), list(allowed)])
+    def __forbid_calls__(self, forbidden, allowed, args, kwargs, reason):
+        """nnlab.checks.forbid_calls delegates here: the check runs where the function runs (a
+        tampered kernel can switch it off: grader/integrity.py reads the code as well)."""
+        return self._link.call(self, args, kwargs, forbid=[list(forbidden), list(allowed), str(reason)])
 
     def __getattr__(self, name):
         if name.startswith("__") and name.endswith("__"):

@@ -178,30 +178,35 @@ def assert_grad_close(analytic, numeric, name="dx", tol=1e-7, atol=1e-9):
             f"the numerical gradient is {numeric[idx]:.8g}")
 
 
+NOT_NNLAB = "this exercise asks for your own implementation, not nnlab's"
+
+
 def forbid_calls(func, *args, forbidden=("nnlab",), allowed=("nnlab._validate", "nnlab.checks",
-                                                              "nnlab.gradcheck"), **kwargs):
+                                                              "nnlab.gradcheck"), reason=NOT_NNLAB, **kwargs):
     """Run func(*args, **kwargs); fail if it called a Python function defined in a forbidden module.
 
     A module counts as forbidden when its name equals or starts with `name + "."` for a name
-    in `forbidden`, unless it also matches a prefix in `allowed`. Returns func's result.
+    in `forbidden`, unless it also matches a prefix in `allowed`; a name "module.function" (for
+    example "__main__.batchnorm_backward", a function of the notebook) forbids that function only.
+    The failure says `reason`. Returns func's result.
 
     A function that runs elsewhere (a grader's handle to a student's function) can provide
-    `__forbid_calls__(forbidden, allowed, args, kwargs)`: the check then runs where the code runs.
+    `__forbid_calls__(forbidden, allowed, args, kwargs, reason)`: the check then runs where the code runs.
     """
     delegate = getattr(type(func), "__forbid_calls__", None)
     if delegate is not None:
-        return delegate(func, tuple(forbidden), tuple(allowed), args, kwargs)
+        return delegate(func, tuple(forbidden), tuple(allowed), args, kwargs, reason)
 
-    def hits(module, prefixes):
-        return any(module == p or module.startswith(p + ".") for p in prefixes)
+    def hits(module, name, prefixes):
+        return any(module == p or module.startswith(p + ".") or f"{module}.{name}" == p for p in prefixes)
 
     called = []
 
     def profiler(frame, event, arg):
         if event == "call":
-            module = frame.f_globals.get("__name__", "")
-            if hits(module, forbidden) and not hits(module, allowed):
-                called.append(f"{module}.{frame.f_code.co_name}")
+            module, name = frame.f_globals.get("__name__", ""), frame.f_code.co_name
+            if hits(module, name, forbidden) and not hits(module, name, allowed):
+                called.append(name if module == "__main__" else f"{module}.{name}")
 
     previous = sys.getprofile()
     sys.setprofile(profiler)
@@ -210,6 +215,5 @@ def forbid_calls(func, *args, forbidden=("nnlab",), allowed=("nnlab._validate", 
     finally:
         sys.setprofile(previous)
     if called:
-        raise AssertionError(f"{getattr(func, '__name__', 'your function')} calls {called[0]}: "
-                             "this exercise asks for your own implementation, not nnlab's")
+        raise AssertionError(f"{getattr(func, '__name__', 'your function')} calls {called[0]}: {reason}")
     return result

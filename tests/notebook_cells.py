@@ -25,8 +25,9 @@ def stub(src):
 
 
 def namespace(cells, sources):
-    """A fresh namespace holding the setup cell and then `sources` executed in order."""
-    ns = {}
+    """A fresh namespace holding the setup cell and then `sources` executed in order (named __main__,
+    as a kernel's user namespace is)."""
+    ns = {"__name__": "__main__"}
     exec(cells["setup"].source.replace("%matplotlib inline", ""), ns)
     for src in sources:
         exec(src, ns)

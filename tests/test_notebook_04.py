@@ -256,3 +256,12 @@ def test_closed_form_is_graded_on_its_own(cells, staged, capsys):
 @pytest.mark.parametrize("test_id", sorted(EXERCISES))
 def test_every_exercise_that_receives_arrays_checks_them_for_in_place_changes(cells, test_id):
     assert "assert_no_mutation(" in cells[test_id].source
+
+
+def test_closed_form_that_calls_the_staged_backward_fails(cells):
+    """The check runs where the student's code runs, so it holds in Lab and under the grader's judge."""
+    alt = ("def batchnorm_backward_alt(dout, cache):\n"
+           "    return batchnorm_backward(dout, cache)\n")
+    ns = namespace(cells, [cells["bn_backward_impl"].source, alt])
+    with pytest.raises(AssertionError, match="closed-form"):
+        exec(cells["test_bn_backward_alt"].source, ns)
