@@ -1,10 +1,10 @@
 """The kernel side of the judge's boundary: runs inside the student's (untrusted) kernel.
 
-Executed there as source, after grader/wire.py, in a namespace of its own. The judge sends a
-request by executing `_grader_agent.serve("<base64 wire message>")`; the reply goes back as a
-display_data output of mime type REPLY_MIME. Nothing here is trusted by the judge: a student can
-replace or break this agent, and then only loses the calls that go through it. The judge decides
-pass or fail from the data it receives, never from anything said here.
+Executed there as source, after grader/wire.py, in a namespace of its own. It registers the comm
+target "grader_agent"; the judge sends each request as a comm message {"q": base64 wire message}
+and the reply comes back as a comm message {"r": base64 wire message}. Nothing here is trusted by
+the judge: a student can replace or break this agent, and then only loses the calls that go
+through it. The judge decides pass or fail from the data it receives, never from anything said here.
 
 Requests (wire-encoded tuples):
     ("lookup", [names])                    -> {name: value} for the names the notebook defines
@@ -16,7 +16,7 @@ Requests (wire-encoded tuples):
 Non-data values are kept here and sent as handles {"H": id, "t": type name, "c": callable}.
 """
 
-REPLY_MIME = "application/x-grader-reply"
+COMM_TARGET = "grader_agent"
 
 
 class _Agent:
@@ -40,10 +40,9 @@ class _Agent:
         return self.objects[node["H"]]
 
     # --- the loop --------------------------------------------------------------------------------
-    def serve(self, b64):
+    def answer(self, b64):
+        """The base64 reply to one base64 request."""
         import base64
-
-        from IPython.display import publish_display_data
 
         try:
             request = decode(base64.b64decode(b64), handle=self.resolve)
@@ -54,7 +53,7 @@ class _Agent:
             data = encode(reply, handle=self.handle)
         except BaseException as e:  # noqa: BLE001
             data = encode(self.error(e))
-        publish_display_data({REPLY_MIME: base64.b64encode(data).decode("ascii")})
+        return base64.b64encode(data).decode("ascii")
 
     def error(self, e):
         import traceback
@@ -163,6 +162,14 @@ def _forbidding(forbidden, allowed, reason, target, args, kwargs):
 def _install():
     from IPython import get_ipython
 
-    shell = get_ipython()
-    shell.user_ns["_grader_agent"] = _Agent(shell)
-    shell.user_ns_hidden["_grader_agent"] = None
+    from comm import get_comm_manager
+
+    agent = _Agent(get_ipython())
+
+    def on_open(comm, open_msg):
+        def on_msg(msg):
+            data = msg["content"].get("data") or {}
+            comm.send({"r": agent.answer(data.get("q", ""))})
+        comm.on_msg(on_msg)
+
+    get_comm_manager().register_target(COMM_TARGET, on_open)

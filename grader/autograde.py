@@ -99,6 +99,8 @@ def grade_job(job: dict) -> dict:
 
     import nbformat
 
+    if os.environ.get("GRADER_TEST_CRASH_WORKER_FOR") == job["student"]:  # the test of a dying worker
+        os._exit(70)
     res = {"student": job["student"], "assignment": job["assignment"], "notebooks": {}, "problems": [],
            "notes": list(job.get("notes", [])), "sha": job["sha"], "skipped": False, "flags": [],
            "answers": {}, "sandboxed": None}
@@ -179,9 +181,10 @@ def summarise(res: dict) -> str:
 
 def autograde(course: Course, submissions: Path, out: Path, jobs: int | None = None,
               timeout: float = DEFAULT_TIMEOUT, force: bool = False, log=print, roster=None,
-              limits: Limits | None = None, require_sandbox: bool = False) -> int:
+              limits: Limits | None = None, require_sandbox: bool = False, scheduler=None) -> int:
     """Grade everything under `submissions` (folder or .zip) into `out`. Returns the number of
-    submissions that could not be graded (corrupt, unmatched, refused)."""
+    submissions that could not be graded (corrupt, unmatched, refused). With `scheduler` (a Dask
+    scheduler's address), the submissions are graded on that cluster (grader/cluster.py)."""
     from . import gradebook
     from .submissions import SubmissionsError, discover, extract_zip
 
@@ -251,7 +254,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int | None = N
             say(f"{skipped} submission(s) already graded, skipped (use --force to regrade)")
         gb = gradebook.open_gradebook(out) if subs else None
         t1 = time.monotonic()
-        graded, lost = _grade_all(todo, jobs, gb, out, say)
+        graded, lost = _grade_all(todo, jobs, gb, out, say, scheduler=scheduler)
         failures += lost
         if gb is not None:
             tmp_csv = out / ".grades.csv.tmp"
@@ -262,7 +265,8 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int | None = N
             write_report(out, say)
         elapsed = time.monotonic() - t1
         rate = graded / elapsed * 60 if graded and elapsed > 0 else 0.0
-        say(f"graded {graded} submission(s) in {elapsed:.1f}s with {jobs} job(s): {rate:.1f} submissions/minute"
+        where = f"on {scheduler}" if scheduler else f"with {jobs} job(s)"
+        say(f"graded {graded} submission(s) in {elapsed:.1f}s {where}: {rate:.1f} submissions/minute"
             f" (total {time.monotonic() - t0:.1f}s)")
     logfile.close()
     return failures
@@ -275,12 +279,27 @@ def _finished(done: Path, sha: str) -> bool:
         return False
 
 
-def _grade_all(todo: list, jobs: int, gb, out: Path, say) -> tuple[int, int]:
-    """Run the jobs in a pool of workers; record each result as it arrives. A pool whose worker died
-    is rebuilt and the unfinished jobs are submitted again (ATTEMPTS times at most each).
-    Returns (graded, could not be graded)."""
+def record_result(res: dict, gb, out: Path, say) -> int:
+    """Parent: log one result and record it in the gradebook and OUT/results/. 1 if graded, else 0."""
     from . import gradebook
 
+    say(summarise(res))
+    if res["skipped"]:
+        return 0
+    gradebook.record(gb, res["student"], res["assignment"], res["notebooks"])
+    write_atomic(out / RESULTS / res["student"] / f"{res['assignment']}.json",
+                 json.dumps(res, indent=1, sort_keys=True) + "\n")
+    return 1
+
+
+def _grade_all(todo: list, jobs: int, gb, out: Path, say, scheduler=None) -> tuple[int, int]:
+    """Run the jobs in a pool of workers (or on the Dask cluster at `scheduler`); record each result
+    as it arrives. A pool whose worker died is rebuilt and the unfinished jobs are submitted again
+    (ATTEMPTS times at most each). Returns (graded, could not be graded)."""
+    if scheduler:
+        from .cluster import grade_on_cluster
+
+        return grade_on_cluster(todo, scheduler, gb, out, say)
     graded, lost = 0, 0
     attempts = {id(j): 0 for j in todo}
     pending = list(todo)
@@ -305,14 +324,9 @@ def _grade_all(todo: list, jobs: int, gb, out: Path, say) -> tuple[int, int]:
                     say(f"{job['student']} {job['assignment']} skipped: internal error {type(e).__name__}: {e}")
                     lost += 1
                     continue
-                say(summarise(res))
-                if res["skipped"]:
-                    lost += 1
-                    continue
-                gradebook.record(gb, res["student"], res["assignment"], res["notebooks"])
-                write_atomic(out / RESULTS / res["student"] / f"{res['assignment']}.json",
-                             json.dumps(res, indent=1, sort_keys=True) + "\n")
-                graded += 1
+                ok = record_result(res, gb, out, say)
+                graded += ok
+                lost += 1 - ok
         pending = []
         for job in retry:
             if attempts[id(job)] >= ATTEMPTS:

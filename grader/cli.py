@@ -42,11 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="students: run your notebook as the autograder would and see your score",
                        description="Run NOTEBOOK in a fresh kernel as the autograder would (offline, no set-up), "
-                                   "and print each exercise with its points and result. Hidden tests are not "
-                                   "run. Exit status 0 when every visible test passes, 1 otherwise. "
+                                   "and print each exercise with its points and result, then what to do next. Hidden tests "
+                                   "are not run (unless --hidden). Test cells are the instructor's: an edited one is "
+                                   "restored or not counted; a notebook that is not the one its name says is refused. "
+                                   "Exit status 0 when every test that ran passed, 1 otherwise, 2 when refused. "
                                    "Save the notebook first: the file on disk is what is checked.")
     p.add_argument("notebook", type=Path, metavar="NOTEBOOK")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per cell (default %(default)s)")
+    p.add_argument("--hidden", action="store_true",
+                   help="run the hidden tests too, as grading does (needs solutions/, i.e. the whole course: "
+                        "for people learning alone; a students' copy says it cannot)")
     _course_arg(p)
 
     p = sub.add_parser("autograde", help="grade a class: gradebook, grades.csv, feedback",
@@ -71,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output a notebook may print (default %(default)s MB)")
     p.add_argument("--notebook-timeout", type=float, default=3600, metavar="S",
                    help="seconds for a whole notebook (default %(default)s)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="grade on the Dask cluster whose scheduler is at ADDRESS (tcp://host:8786, or a scheduler "
+                        "file); --jobs is then unused (see grader/cluster.py). Default: the local pool")
     p.add_argument("--roster", type=Path, default=None, metavar="CSV",
                    help="class roster (columns student_id, name, email, lms_id; see grader/lms.py): "
                         "students are graded under the roster's student_id, found by the LMS id in the file names")
@@ -120,7 +128,7 @@ def main(argv=None) -> int:
     if args.command == "check":
         from .check import check
 
-        return check(args.notebook, course, timeout=args.timeout)
+        return check(args.notebook, course, timeout=args.timeout, hidden=args.hidden)
     if args.command == "autograde":
         from .autograde import autograde
 
@@ -134,7 +142,7 @@ def main(argv=None) -> int:
                             cell_timeout=args.timeout, notebook_timeout=args.notebook_timeout)
             failures = autograde(course, args.submissions, args.out, jobs=args.jobs, timeout=args.timeout,
                                  force=args.force, roster=args.roster, limits=limits,
-                                 require_sandbox=args.require_sandbox)
+                                 require_sandbox=args.require_sandbox, scheduler=args.scheduler)
         except (SubmissionsError, RosterError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

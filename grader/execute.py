@@ -126,6 +126,7 @@ def _run(client, km, nb, result: RunResult, limits: Limits) -> None:
                               is_alive=run_sync(km.is_alive))
             link.deadline = time.monotonic() + 60
             link.run(f"exec(compile({AGENT_SOURCE!r}, 'grader-agent', 'exec'), {{'__name__': 'grader_agent'}})")
+            link.open_comm()
             judge = Judge(link)
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":

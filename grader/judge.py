@@ -28,6 +28,7 @@ import signal
 import threading
 import time
 import traceback
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,7 @@ from . import wire
 
 AGENT_SOURCE = (Path(__file__).with_name("wire.py").read_text(encoding="utf-8") + "\n"
                 + Path(__file__).with_name("agent.py").read_text(encoding="utf-8") + "\n_install()\n")
-REPLY_MIME = "application/x-grader-reply"
+COMM_TARGET = "grader_agent"
 MAX_REPLY_BYTES = 512 * 2 ** 20
 MAX_CALL_OUTPUT = 100_000        # characters of the student's own prints kept per test cell
 _BUILTINS = set(dir(builtins))
@@ -81,7 +82,21 @@ class KernelLink:
 
     def run(self, code: str) -> list[dict]:
         """Execute `code` in the kernel (no history); return the iopub messages it produced."""
-        msg_id = self.kc.execute(code, silent=False, store_history=False, allow_stdin=False, stop_on_error=False)
+        return self._wait(self.kc.execute(code, silent=False, store_history=False, allow_stdin=False,
+                                          stop_on_error=False))
+
+    def open_comm(self) -> None:
+        """The channel of the requests: a comm to the agent's target (no cell execution per call,
+        so a call costs about a millisecond, not several)."""
+        self.comm_id = uuid.uuid4().hex
+        self._wait(self._send("comm_open", {"comm_id": self.comm_id, "target_name": COMM_TARGET, "data": {}}))
+
+    def _send(self, msg_type: str, content: dict) -> str:
+        msg = self.kc.session.msg(msg_type, content)
+        self.kc.shell_channel.send(msg)
+        return msg["header"]["msg_id"]
+
+    def _wait(self, msg_id: str) -> list[dict]:
         msgs, interrupted = [], False
         while True:
             left = self.deadline - time.monotonic()
@@ -92,7 +107,7 @@ class KernelLink:
             if left <= 0:
                 raise JudgeAbort("stuck", "the kernel ignored the interrupt")
             try:
-                msg = self.kc.get_iopub_msg(timeout=min(left, 2.0))
+                msg = self.kc.iopub_channel.get_msg(timeout=min(left, 2.0))
             except Exception:  # queue.Empty
                 if not self.is_alive():
                     raise JudgeAbort("dead", "the kernel died") from None
@@ -111,10 +126,11 @@ class KernelLink:
     def request(self, *req):
         self.calls += 1
         payload = base64.b64encode(wire.encode(req, handle=_send_handle)).decode("ascii")
-        msgs = self.run(f"_grader_agent.serve('{payload}')")
+        msgs = self._wait(self._send("comm_msg", {"comm_id": self.comm_id, "data": {"q": payload}}))
         for m in msgs:
-            if m["msg_type"] == "display_data" and REPLY_MIME in m["content"].get("data", {}):
-                raw = m["content"]["data"][REPLY_MIME]
+            data = m["content"].get("data", {}) if m["msg_type"] == "comm_msg" else {}
+            if isinstance(data, dict) and "r" in data:
+                raw = data["r"]
                 if not isinstance(raw, str) or len(raw) > MAX_REPLY_BYTES * 4 // 3 + 8:
                     raise BoundaryError("the kernel's answer is too large")
                 try:
@@ -124,7 +140,7 @@ class KernelLink:
         errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
         why = f" ({errors[0].get('ename')}: {errors[0].get('evalue')})" if errors else ""
         raise BoundaryError("the notebook's kernel did not answer the grader" + why
-                            + ": did your code replace or delete `_grader_agent`, or break IPython?")
+                            + ": did your code break the kernel's comms or IPython?")
 
     # --- operations ---
     def lookup(self, names) -> dict:

@@ -347,3 +347,21 @@ def test_kill_9_mid_batch_then_rerun(tmp_path):
     clean = subprocess.run([*args, "--out", tmp_path / "clean"], capture_output=True, text=True, timeout=600)
     assert (out / "grades.csv").read_text() == (tmp_path / "clean" / "grades.csv").read_text()
     assert len(list((out / "results").rglob("*.json"))) == 6
+
+
+def test_a_dying_worker_loses_no_other_grade(tmp_path):
+    """A worker that dies (here on purpose, for one student) is replaced: the others are graded once
+    each, and the student whose job kills its worker twice is reported, not retried for ever."""
+    course, subs = course_copy(tmp_path), tmp_path / "subs"
+    for name in ("a", "b", "crasher", "c"):
+        d = subs / name / ASSIGNMENT
+        d.mkdir(parents=True)
+        (d / NOTEBOOK).write_text(nbformat.writes(with_answers(square=SQUARE, cube=CUBE)))
+    env = {**os.environ, "GRADER_TEST_CRASH_WORKER_FOR": "crasher"}
+    r = subprocess.run([sys.executable, "-m", "grader", "autograde", subs, "--out", tmp_path / "out", "--course", course,
+                        "--jobs", "2"], capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "crasher 00_fixture skipped: its grading worker died 2 times" in r.stdout
+    with open(tmp_path / "out" / "grades.csv", newline="") as f:
+        rows = [row["student"] for row in csv.DictReader(f)]
+    assert sorted(rows) == ["a", "b", "c"]
