@@ -121,7 +121,7 @@ def wrong_notebook(nb, template, course: Course, path: Path) -> str | None:
     ids = set(_ids(nb))
     if template is not None and template is not nb:
         ref = set(_ids(template))
-        if ref and _same_notebook(ids, ref):
+        if not ref or _same_notebook(ids, ref):
             return None
     elif not ids:
         return None  # nothing to compare with, and nothing graded: reported later
@@ -144,9 +144,11 @@ def wrong_notebook(nb, template, course: Course, path: Path) -> str | None:
     else:
         shown = ", ".join(sorted(ids)[:4]) + (", ..." if len(ids) > 4 else "")
         what = f"its exercises ({shown}) are not this course's (a notebook of another course?)"
-    return (f"this is not the {name} notebook: {what}. Check the file you saved or opened: the course's {name} "
-            f"notebook is {course.release_dir.name}/{path.resolve().parent.name}/{path.name}; if another notebook "
-            f"was saved over it, get a fresh copy of it from the course")
+    homes = [f"{course.release_dir.name}/{p.parent.name}/{p.name}"
+             for base in (course.release_dir, course.source_dir) if base.is_dir() for p in sorted(base.glob(f"*/{path.name}"))]
+    where = f"the course's {name} notebook is {homes[0]}; " if homes else ""
+    return (f"this is not the {name} notebook: {what}. Check the file you saved or opened: {where}if another "
+            f"notebook was saved over it, get a fresh copy of it from the course")
 
 
 # ---------------------------------------------------------------- edited locked cells
@@ -272,8 +274,9 @@ def _command(path: Path, hidden: bool) -> str:
     return f".venv/bin/python -m grader check {shlex.quote(str(shown))}" + (" --hidden" if hidden else "")
 
 
-def next_steps(scores, path: Path, hidden: bool, problems: bool) -> str:
-    """The end of check's output: what to do now."""
+def next_steps(scores, path: Path, hidden: bool, problems: bool, hidden_available: bool = False) -> str:
+    """The end of check's output: what to do now. hidden_available: solutions/ is there (a
+    self-learner), so --hidden would run the hidden tests."""
     auto = [s for s in scores if s.kind == "auto"]
     failed = [s for s in auto if not s.passed]
     again = f"save the notebook (Ctrl+S) and run `{_command(path, hidden)}` again"
@@ -284,13 +287,21 @@ def next_steps(scores, path: Path, hidden: bool, problems: bool) -> str:
         if first.message.startswith("edited test cell"):
             return (f"Next: put the original {first.grade_id} back{more}: copy the cell from a fresh copy of the "
                     f"course's notebook (your answers stay in your answer cells), then {again}.")
+        if first.message.startswith("NotImplementedError"):
+            how = "Write its answer where it says # YOUR CODE HERE (replace the raise NotImplementedError() line)"
+        elif first.detail:
+            how = "Read its message above, change your answer cell (not the test)"
+        else:
+            how = "Change your answer cell (not the test)"
         return (f"Next: fix {first.grade_id} first{more}: {why}\n"
-                f"      Read its message above, change your answer cell (not the test), then {again}.")
+                f"      {how}, then {again}.")
     if problems:
         return f"Next: fix the problem above, then {again}."
     manual = [s.grade_id for s in scores if s.kind == "manual"]
     lines = ["Next: every " + ("" if hidden else "visible ") + "test passes."
              + ("" if hidden else " Hidden tests run when your notebook is graded.")]
+    if hidden_available and not hidden:
+        lines.append(f"      This copy has the instructor's notebooks: `{_command(path, True)}` runs the hidden tests too.")
     if manual:
         lines.append(f"      Write the answers graded by hand ({', '.join(manual)}) if you have not yet.")
     lines.append(f"      To submit: Restart Kernel and Run All Cells, save, and hand in {path.name} itself (do not "
@@ -351,6 +362,6 @@ def check(path: str | Path, course: Course | None = None, timeout: float = DEFAU
         out(f"\n{s.grade_id}{' (hidden test)' if s.hidden_failed else ''}:\n" + "\n".join("    " + ln for ln in lines))
     if result.problems:
         out("problems: " + result.outcome)
-    out("\n" + next_steps(scores, path, hidden, bool(result.problems)))
+    out("\n" + next_steps(scores, path, hidden, bool(result.problems), hidden_available=origin == "solutions"))
     ok = all(s.passed for s in scores if s.kind == "auto") and not result.problems
     return 0 if ok else 1

@@ -1,9 +1,17 @@
 """Feedback HTML: the student's answers and the results of the tests, never hidden test source.
 
 Test cells are shown with each hidden block replaced by a one-line placeholder, and with their
-outputs replaced by a verdict ("passed", or the failure's first line when a visible test failed,
-or "a hidden test failed"): tracebacks are not shown, because their context lines could quote the
-hidden source. The student's own cells keep their outputs.
+outputs replaced by a verdict: "passed"; for a visible test that failed, the failure's first line and
+its "This looks like a known mistake: ..." and "Hint: ..." lines (what `grader check` prints); for a
+hidden test, "a hidden test failed" and, when it can be said without quoting the test, the kind of
+failure (scoring.failure_kind: "wrong dtype", "wrong shape", "wrong values on a random input", "your
+function called nnlab's own implementation", "your code raised an exception (TypeError)"). Tracebacks
+are not shown, because their context lines could quote the hidden source. The student's own cells
+keep their outputs (text and PNG only).
+
+The page is readable offline: math is drawn beforehand by matplotlib's mathtext into PNG images
+(cases and aligned environments become small tables of them; what mathtext cannot draw stays as
+LaTeX text), and the template (grader/static/feedback) loads no script and nothing from the network.
 """
 
 from __future__ import annotations
@@ -93,6 +101,24 @@ def _safe_output(out):
     return None
 
 
+MARKDOWN_TAGS = ["p", "h1", "h2", "h3", "h4", "h5", "h6", "br", "hr", "blockquote", "pre", "code", "em", "strong",
+                 "b", "i", "u", "s", "del", "ins", "mark", "small", "sup", "sub", "kbd", "ul", "ol", "li", "dl", "dt",
+                 "dd", "table", "thead", "tbody", "tfoot", "tr", "th", "td", "caption", "a", "abbr", "span", "div",
+                 "details", "summary"]
+MARKDOWN_ATTRS = {"*": ["class", "id", "title"], "a": ["href", "title"], "th": ["align"], "td": ["align"],
+                  "ol": ["start"]}
+
+
+def feedback_clean(text: str) -> str:
+    """A markdown cell's HTML, sanitised: the tags markdown produces stay (nbconvert's own clean_html
+    escapes <p>, <h1>, <th> ..., which then show as text); scripts, styles, images, frames, forms and
+    event attributes go; links only to http(s), mailto and anchors."""
+    import bleach
+
+    return bleach.clean(str(text), tags=MARKDOWN_TAGS, attributes=MARKDOWN_ATTRS,
+                        protocols=["http", "https", "mailto"], strip=True, strip_comments=True)
+
+
 def render_html(nb) -> str:
     """The feedback page, readable offline: markdown sanitised (a student's cell can hold raw HTML),
     math drawn beforehand as images (no MathJax), and nothing loaded from the network
@@ -100,7 +126,8 @@ def render_html(nb) -> str:
     from nbconvert import HTMLExporter
 
     nb, math, nonce = with_math_placeholders(nb)
-    exporter = HTMLExporter(template_name="feedback", extra_template_basedirs=[str(STATIC)], sanitize_html=True)
+    exporter = HTMLExporter(template_name="feedback", extra_template_basedirs=[str(STATIC)], sanitize_html=True,
+                            filters={"feedback_clean": feedback_clean})
     body, _ = exporter.from_notebook_node(nb)
     return put_math_back(body, math, nonce)
 
@@ -109,12 +136,19 @@ def render_html(nb) -> str:
 
 STATIC = Path(__file__).resolve().parent / "static"
 MATH_PT = 12.0        # the size math is drawn at; the image is then sized in em, so it follows the text
+MATH_SCALE = 1.15     # Computer Modern looks small next to the page's sans-serif text
 MATH_DPI = 192        # twice a screen's resolution: sharp when zoomed or on a dense screen
 _TOKEN = "M{nonce}X{i}Z"
 _CODE_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,}).*?(?:^[ \t]{0,3}\1[^\n]*$|\Z)", re.MULTILINE | re.DOTALL)
-_CODE_SPAN = re.compile(r"(`+)(?!`).+?(?<!`)\1(?!`)", re.DOTALL)
-_MATH = re.compile(r"(?<!\\)\$\$(?P<d1>.+?)\$\$|\\\[(?P<d2>.+?)\\\]|\\\((?P<i2>.+?)\\\)"
-                   r"|(?<![\\$])\$(?!\$)(?P<i1>(?:[^$\n\\]|\\.|\n(?![ \t]*\n))+?)\$", re.DOTALL)
+_CODE_SPAN = re.compile(r"(`+)(?!`).{1,2000}?(?<!`)\1(?!`)", re.DOTALL)
+_MATH = re.compile(r"(?<!\\)\$\$(?P<d1>.{1,2000}?)\$\$|\\\[(?P<d2>.{1,2000}?)\\\]|\\\((?P<i2>.{1,1000}?)\\\)"
+                   r"|(?<![\\$])\$(?!\$)(?P<i1>(?:[^$\n\\]|\\.|\n(?![ \t]*\n)){1,1000}?)\$", re.DOTALL)
+# Bounds, so that a student's markdown cannot make the feedback slow: longer cells, longer formulas and
+# formulas beyond the count are shown as their LaTeX text.
+MAX_MATH_CELL = 20_000     # characters of one markdown cell looked at for math
+MAX_MATH_TOTAL = 200_000   # ... and of all of them (the course's notebooks have under 50,000)
+MAX_FORMULA = 1_500
+MAX_FORMULAS = 600
 
 
 def find_math(md: str) -> list[tuple[int, int, str, bool]]:
@@ -238,13 +272,13 @@ def _draw(tex: str):
         with matplotlib.rc_context({"mathtext.fontset": "cm"}):
             r = mathtext.MathTextParser("agg").parse(f"${tex}$", dpi=MATH_DPI, prop=FontProperties(size=MATH_PT))
         ink = np.asarray(r.image)
-        if ink.size == 0 or r.height <= 0:
+        if ink.size == 0:
             return None
         buf = io.BytesIO()
         Image.fromarray(np.stack([np.zeros_like(ink), ink], -1), "LA").save(buf, format="PNG")
     except Exception:  # noqa: BLE001 - any formula mathtext cannot draw stays as text
         return None
-    em = MATH_DPI / 72 * MATH_PT  # pixels per em
+    em = MATH_DPI / 72 * MATH_PT / MATH_SCALE  # pixels per em of the surrounding text
     uri = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
     return uri, ink.shape[0] / em, r.depth / em, ink.shape[1] / em
 
@@ -253,7 +287,7 @@ def _img(tex: str, display: bool = False) -> str | None:
     tex_m = _mathtext(tex)
     if display:
         tex_m = re.sub(r"\\frac(?![A-Za-z])", r"\\dfrac", tex_m)
-    drawn = _draw(tex_m)
+    drawn = _draw(tex_m) or _draw("{}" + tex_m + "{}")  # a lone operator ($-$) needs operands
     if drawn is None:
         return None
     uri, h, d, w = drawn
@@ -285,9 +319,22 @@ def _env_table(env: str, body: str) -> str | None:
     return f'{brace}<table class="math-rows">{"".join(cells)}</table>'
 
 
+def _as_text(tex: str, display: bool) -> str:
+    return f'<code class="math-tex">{html.escape(("$$" if display else "$") + tex + ("$$" if display else "$"))}</code>'
+
+
 def math_html(tex: str, display: bool) -> str:
     """One formula as HTML: images drawn by mathtext (each cases or aligned environment becomes a table
     of them), or the LaTeX source as code when mathtext cannot draw it. Never loads anything."""
+    if len(tex) > MAX_FORMULA:
+        return _as_text(tex, display)
+    try:
+        return _math_html(tex, display)
+    except (RecursionError, ValueError, IndexError, TypeError):  # a pathological formula stays as text
+        return _as_text(tex, display)
+
+
+def _math_html(tex: str, display: bool) -> str:
     parts, last = [], 0
     for m in _ENV.finditer(tex):
         if "\\begin" in m.group(2):
@@ -302,7 +349,7 @@ def math_html(tex: str, display: bool) -> str:
         if rest or not parts:
             parts.append(_img(rest, display) if rest else None)
     if parts is None or any(p is None for p in parts) or "\\begin" in tex[last:]:
-        return f'<code class="math-tex">{html.escape(("$$" if display else "$") + tex + ("$$" if display else "$"))}</code>'
+        return _as_text(tex, display)
     joined = "".join(parts)
     return f'<span class="math-display">{joined}</span>' if display else joined
 
@@ -312,18 +359,19 @@ def with_math_placeholders(nb):
     The tokens hold a random part, so a student's text cannot forge one."""
     nb = copy.deepcopy(nb)
     nonce = secrets.token_hex(6)
-    table = {}
+    table, budget = {}, MAX_MATH_TOTAL
     for cell in nb.cells:
         if cell.get("cell_type") != "markdown":
             continue
         src = C.source(cell)
-        found = find_math(src)
+        budget -= len(src)
+        found = find_math(src) if len(src) <= MAX_MATH_CELL and budget >= 0 else []
         if not found:
             continue
         pieces, last = [], 0
         for start, end, tex, display in found:
             token = _TOKEN.format(nonce=nonce, i=len(table))
-            table[token] = math_html(tex, display)
+            table[token] = math_html(tex, display) if len(table) < MAX_FORMULAS else _as_text(tex, display)
             pieces += [src[last:start], token]
             last = end
         pieces.append(src[last:])
