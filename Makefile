@@ -8,7 +8,7 @@ IP     ?= 127.0.0.1
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup venv-ok lab formgrader test bench release validate student-copy need-solutions clean
+.PHONY: setup venv-ok lab formgrader test nbval solutions-outputs bench release validate student-copy need-solutions clean
 
 setup: venv-ok $(STAMP)
 
@@ -56,6 +56,23 @@ formgrader: need-solutions setup
 # Two test processes on two cores: one BLAS thread each, or they oversubscribe the machine.
 test: setup
 	MPLBACKEND=Agg OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# nbval on the solution notebooks (make test runs it too, in tests/test_nbval.py): the cells marked
+# tagged `nbval-check-output` must print what is committed in solutions/ (after tests/nbval_sanitize.cfg).
+# One notebook per kernel (--dist loadscope); NOTEBOOKS="01_activations ..." for some of them.
+# Plots inline, as in Lab and in the committed outputs (make test's Agg would drop them).
+NOTEBOOKS ?=
+NBVAL_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+	MKL_NUM_THREADS=1 PYTHONHASHSEED=0
+nbval: need-solutions setup
+	$(NBVAL_ENV) $(PY) -m pytest -n 2 --dist loadscope -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with=tests/nbval_sanitize.cfg \
+		$(if $(NOTEBOOKS),$(addprefix solutions/,$(NOTEBOOKS)),solutions)
+
+# Rerun solution notebooks and commit their outputs: after a change to a solution or to nnlab that moves
+# a printed number (update the prose with it), and for a new notebook (which nbval skips until then).
+solutions-outputs: need-solutions setup
+	$(PY) tests/solution_outputs.py $(NOTEBOOKS)
 
 bench: setup
 	$(PY) -m nnlab.bench

@@ -11,6 +11,8 @@ The parent process alone writes the gradebook, OUT/results/ (what makes a rerun 
 OUT/grades.csv, OUT/report.txt and the log (OUT/autograde.log, one line per submission); every file
 it writes is written whole or not at all, so a grader killed mid-batch resumes with nothing lost or
 doubled. A worker that dies is replaced and its jobs are graded again (twice at most).
+With --scheduler ADDRESS the jobs run on a Dask cluster instead (grader/cluster.py: the same
+grade_job on each worker, the files carried by value); the parent's part stays as it is.
 """
 
 from __future__ import annotations
@@ -294,49 +296,51 @@ def record_result(res: dict, gb, out: Path, say) -> int:
 
 def _grade_all(todo: list, jobs: int, gb, out: Path, say, scheduler=None) -> tuple[int, int]:
     """Run the jobs in a pool of workers (or on the Dask cluster at `scheduler`); record each result
-    as it arrives. A pool whose worker died is rebuilt and the unfinished jobs are submitted again
-    (ATTEMPTS times at most each). Returns (graded, could not be graded)."""
+    as it arrives. When a worker dies, every unfinished job of that pool fails with it, guilty or not:
+    those jobs are graded again one at a time, each in a pool of its own, so that only a job that kills
+    its own worker counts; it gets ATTEMPTS tries. Returns (graded, could not be graded)."""
     if scheduler:
         from .cluster import grade_on_cluster
 
         return grade_on_cluster(todo, scheduler, gb, out, say)
-    graded, lost = 0, 0
-    attempts = {id(j): 0 for j in todo}
-    pending = list(todo)
-    ctx = multiprocessing.get_context("spawn")
-    while pending:
-        workers = min(jobs, len(pending))
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        for job in pending:
-            attempts[id(job)] += 1
-        retry = []
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
-                                 initargs=(threads,)) as ex:
-            futures = {ex.submit(grade_job, job): job for job in pending}
-            for fut in as_completed(futures):
-                job = futures[fut]
-                try:
-                    res = fut.result()
-                except BrokenProcessPool:
-                    retry.append(job)
-                    continue
-                except Exception as e:  # noqa: BLE001 - report, go on
-                    say(f"{job['student']} {job['assignment']} skipped: internal error {type(e).__name__}: {e}")
-                    lost += 1
-                    continue
-                ok = record_result(res, gb, out, say)
-                graded += ok
-                lost += 1 - ok
-        pending = []
-        for job in retry:
-            if attempts[id(job)] >= ATTEMPTS:
-                say(f"{job['student']} {job['assignment']} skipped: its grading worker died {ATTEMPTS} times")
-                lost += 1
-            else:
-                pending.append(job)
-        if pending:
-            say(f"a grading worker died: grading {len(pending)} submission(s) again")
+    graded, lost, broken = _run_pool(todo, jobs, gb, out, say)
+    if broken:
+        say(f"a grading worker died: grading {len(broken)} submission(s) again, one at a time")
+    for job in broken:
+        for _ in range(ATTEMPTS):
+            g, l, again = _run_pool([job], 1, gb, out, say)
+            if not again:
+                graded, lost = graded + g, lost + l
+                break
+        else:
+            say(f"{job['student']} {job['assignment']} skipped: its grading worker died {ATTEMPTS} times")
+            lost += 1
     return graded, lost
+
+
+def _run_pool(jobs_todo: list, jobs: int, gb, out: Path, say) -> tuple[int, int, list]:
+    """One pool over `jobs_todo`: (graded, could not be graded, jobs whose pool broke under them)."""
+    graded, lost, broken = 0, 0, []
+    workers = min(jobs, len(jobs_todo))
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads,)) as ex:
+        futures = {ex.submit(grade_job, job): job for job in jobs_todo}
+        for fut in as_completed(futures):
+            job = futures[fut]
+            try:
+                res = fut.result()
+            except BrokenProcessPool:
+                broken.append(job)
+                continue
+            except Exception as e:  # noqa: BLE001 - report, go on
+                say(f"{job['student']} {job['assignment']} skipped: internal error {type(e).__name__}: {e}")
+                lost += 1
+                continue
+            ok = record_result(res, gb, out, say)
+            graded += ok
+            lost += 1 - ok
+    return graded, lost, broken
 
 
 def write_report(out: Path, say) -> None:

@@ -103,7 +103,7 @@ def test_kernel_and_format():
     nb = nbformat.read(SOURCE, as_version=4)
     nbformat.validate(nb)
     assert nb.metadata["kernelspec"]["name"] == "python3"
-    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), "the source is stored without outputs"
+    # the source is committed with its outputs (nbval compares them); the release strips them
 
 
 @pytest.mark.parametrize("test_id", sorted(EXERCISES))
