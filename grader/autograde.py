@@ -203,6 +203,7 @@ def autograde(course: Course, submissions: Path, out: Path, jobs: int | None = N
     logfile = open(out / "autograde.log", "a", encoding="utf-8")
 
     def say(line):
+        line = " ".join(str(line).splitlines())  # one line per event: nothing from a submission can forge another
         log(line)
         logfile.write(time.strftime("%Y-%m-%d %H:%M:%S ") + line + "\n")
         logfile.flush()

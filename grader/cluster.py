@@ -206,6 +206,8 @@ def grade_on_cluster(todo: list, scheduler, gb, out: Path, say, task=None) -> tu
     """Grade the jobs on the Dask cluster at `scheduler` (an address, a scheduler file, or a
     distributed.Client); record each result as it arrives. Returns (graded, could not be graded).
     `task` replaces grade_task (tests)."""
+    from concurrent.futures import CancelledError
+
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
 
@@ -264,14 +266,22 @@ def grade_on_cluster(todo: list, scheduler, gb, out: Path, say, task=None) -> tu
             who = f"{job['student']} {job['assignment']}"
             try:
                 res = fut.result()
-            except (KilledWorker, GraderDied) as e:
+            except (KilledWorker, GraderDied, CancelledError) as e:
                 report_events()
+                if client.status != "running":
+                    raise SystemExit(f"lost the scheduler {client.scheduler.address} ({client.status}): {graded} "
+                                     f"submission(s) recorded; run the same command again to grade the rest") from None
                 if attempts[id(job)] >= ATTEMPTS:
                     say(f"{who} skipped: its grading worker died {ATTEMPTS} times")
                     lost += 1
                 else:
-                    why = "its grading process died" if isinstance(e, GraderDied) else "its worker died"
-                    say(f"{who}: {why} ({e}): graded once more on another worker")
+                    if isinstance(e, KilledWorker):
+                        why = f"its worker {getattr(e.last_worker, 'address', '?')} died"
+                    elif isinstance(e, GraderDied):
+                        why = f"its grading process died ({e})"
+                    else:
+                        why = "the scheduler dropped its task"
+                    say(f"{who}: {why}: graded once more on another worker")
                     queue.appendleft(job)
             except VersionMismatch as e:  # a worker that changed under us: not the submission's fault
                 pool.refuse(e.worker, e.why)
@@ -287,7 +297,9 @@ def grade_on_cluster(todo: list, scheduler, gb, out: Path, say, task=None) -> tu
                 lost += 1
             else:
                 write_files(res, job, out)
-                graded += record_result(res, gb, out, say)
+                ok = record_result(res, gb, out, say)
+                graded += ok
+                lost += 1 - ok
             fut.release()  # forget the result on the cluster: a worker that dies later must not regrade it
             del fut, fut_
             report_events()

@@ -69,9 +69,7 @@ class _Client(NotebookClient):
         return await super()._async_handle_timeout(timeout, cell)
 
     def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        size = len(str(content.get("text", ""))) + sum(len(str(v)) for v in (content.get("data") or {}).values())
-        self.output_left -= size
+        self.output_left -= len(str(msg.get("content", {})))  # text, data, metadata, transient: all of it
         if self.output_left < 0:
             raise TooMuchOutput()
         return super().output(outs, msg, display_id, cell_index)
@@ -125,6 +123,7 @@ def _run(client, km, nb, result: RunResult, limits: Limits) -> None:
             link = KernelLink(km.get_connection_info(), interrupt=run_sync(km.interrupt_kernel),
                               is_alive=run_sync(km.is_alive))
             link.deadline = time.monotonic() + 60
+            link.output_left = limits.output
             link.run(f"exec(compile({AGENT_SOURCE!r}, 'grader-agent', 'exec'), {{'__name__': 'grader_agent'}})")
             link.open_comm()
             judge = Judge(link)
@@ -157,6 +156,9 @@ def _run(client, km, nb, result: RunResult, limits: Limits) -> None:
         if e.kind == "dead":
             _add_error(cell, "DeadKernelError", "the kernel died while the tests called your code")
             result.problems.append(f"kernel died in cell {cell_label(cell, index)}")
+        elif e.kind == "output":
+            _add_error(cell, "OutputLimit", f"your code printed more than {limits.output:,} characters")
+            result.problems.append(f"too much output in cell {cell_label(cell, index)}")
         else:
             result.timed_out.add(index)
             _add_error(cell, "TimeoutError", "the kernel ignored the interrupt after its time was up")

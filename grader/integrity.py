@@ -20,23 +20,30 @@ import difflib
 import functools
 import io
 import re
+import textwrap
 import tokenize
 from importlib.util import find_spec
 from pathlib import Path
 
 from . import cells as C
 
-FORBIDDEN_MODULES = {"nnlab", "inspect", "importlib", "sys", "builtins", "gc", "ctypes", "threading", "_thread",
-                     "multiprocessing", "subprocess", "signal", "atexit", "bdb", "pdb", "IPython", "ipykernel",
-                     "types", "marshal", "pickle", "dill", "runpy", "code", "codeop", "zipimport", "pkgutil"}
+# What an answer may import: numerical work and the standard library's plain tools. Anything else
+# (nnlab, inspect, importlib, threading, concurrent, timeit, cProfile, pickle, comm, IPython, ...)
+# is a finding. An allowlist, because a denylist is always missing one.
+ALLOWED_MODULES = {"numpy", "scipy", "math", "cmath", "matplotlib", "functools", "itertools", "collections",
+                   "dataclasses", "typing", "warnings", "time", "random", "statistics", "operator", "copy", "numbers",
+                   "string", "re", "enum", "abc", "heapq", "bisect", "fractions", "decimal", "contextlib", "types",
+                   "sys", "__future__", "textwrap", "pprint"}
 FORBIDDEN_CALLS = {"exec", "eval", "compile", "__import__", "get_ipython", "globals", "locals", "vars",
-                   "breakpoint", "setattr", "delattr"}
+                   "breakpoint", "__builtins__", "__main__", "__loader__", "__spec__", "__builtin__"}
 FORBIDDEN_ATTRS = {"__code__", "__globals__", "__builtins__", "__closure__", "__subclasses__", "__dict__",
                    "__getattribute__", "__setattr__", "f_globals", "f_locals", "f_back", "f_builtins",
-                   "settrace", "setprofile", "gi_frame", "tb_frame", "__loader__", "__spec__"}
-# Harmless uses of a flagged module: `print(..., file=sys.stderr)` is not an attack.
+                   "settrace", "setprofile", "gi_frame", "tb_frame", "__loader__", "__spec__", "exec", "eval",
+                   "__import__", "get_ipython", "run_line_magic", "run_cell_magic", "run_cell"}
+# `sys` may be imported for harmless uses only: `print(..., file=sys.stderr)` is not an attack.
 SAFE_ATTRS = {"sys": {"stdout", "stderr", "float_info", "int_info", "maxsize", "version_info", "version", "platform",
                       "byteorder", "getsizeof", "getrecursionlimit"}}
+MAX_REVIEWED_CHARS = 200_000   # more student code than this is not reviewed, nor graded automatically
 SIMILARITY_LIMIT = 0.9     # a function this close to one of nnlab's (and long enough) is not graded automatically
 MIN_TOKENS = 50
 _BUILTIN_NAMES = {n for n in dir(builtins) if not n.startswith("_")}
@@ -54,17 +61,28 @@ def instructor_names(template) -> set[str]:
     """Names bound at the top level of the instructor's locked cells (setup, helpers)."""
     names = set()
     for cell in template.cells:
-        if cell.get("cell_type") == "code" and C.is_locked(cell) and not C.is_solution(cell):
+        if cell.get("cell_type") == "code" and C.is_locked(cell) and not C.is_solution(cell) \
+                and not C.is_autograded(cell):
             tree = _parse(C.source(cell))
             if tree:
                 names |= _top_level_bound(tree)
     return names
 
 
-def _parse(src: str):
-    src = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines())
+def python_of(src: str) -> str:
+    """The Python a cell runs: IPython's own transformation, so a magic (`%run`, `x = %who_ls`) becomes
+    the get_ipython() call it is; without IPython, magic lines are dropped."""
     try:
-        return ast.parse(src)
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        return TransformerManager().transform_cell(src)
+    except Exception:  # noqa: BLE001 - IPython missing or confused: the plain reading below
+        return "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in src.splitlines())
+
+
+def _parse(src: str):
+    try:
+        return ast.parse(python_of(src))
     except (SyntaxError, ValueError):
         return None
 
@@ -96,23 +114,33 @@ def code_findings(tree, known_modules=("np", "numpy", "plt", "scipy", "math")) -
             safe_names.add(id(node.value))
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name.split(".")[0] in FORBIDDEN_MODULES and a.name not in SAFE_ATTRS:
-                    found.append(f"imports {a.name}")
+            found += [f"imports {a.name}" for a in node.names if a.name.split(".")[0] not in ALLOWED_MODULES]
         elif isinstance(node, ast.ImportFrom):
             mod = (node.module or "").split(".")[0]
-            if mod in FORBIDDEN_MODULES and not all(a.name in SAFE_ATTRS.get(mod, ()) for a in node.names):
+            if node.level or mod not in ALLOWED_MODULES or (mod in SAFE_ATTRS and not all(
+                    a.name in SAFE_ATTRS[mod] for a in node.names)):
                 found.append(f"imports from {node.module}")
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
             if node.id in FORBIDDEN_CALLS:
-                found.append(f"uses {node.id}()")
-            elif node.id in FORBIDDEN_MODULES and id(node) not in safe_names:
+                found.append(f"uses {node.id}")
+            elif node.id in SAFE_ATTRS and node.id in modules and id(node) not in safe_names:
                 found.append(f"uses the module {node.id}")
-        elif isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRS:
-            found.append(f"uses .{node.attr}")
-        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, (ast.Store, ast.Del)) \
-                and isinstance(node.value, ast.Name) and node.value.id in modules:
-            found.append(f"patches {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Attribute):
+            if node.attr in FORBIDDEN_ATTRS:
+                found.append(f"uses .{node.attr}")
+            elif isinstance(node.ctx, (ast.Store, ast.Del)) and isinstance(node.value, ast.Name) \
+                    and node.value.id in modules:
+                found.append(f"patches {node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+                and node.func.id in ("getattr", "hasattr", "setattr", "delattr") and len(node.args) >= 2:
+            name = node.args[1].value if isinstance(node.args[1], ast.Constant) else None
+            target = node.args[0].id if isinstance(node.args[0], ast.Name) else None
+            if not isinstance(name, str):
+                found.append(f"uses {node.func.id}() with a computed name")
+            elif name.startswith("__") or name in FORBIDDEN_ATTRS or name in FORBIDDEN_CALLS:
+                found.append(f"uses {node.func.id}(..., {name!r})")
+            elif node.func.id in ("setattr", "delattr") and target in modules:
+                found.append(f"patches {target}.{name}")
     return list(dict.fromkeys(found))
 
 
@@ -132,7 +160,7 @@ def _tokens(src: str) -> list[str]:
 
 def _function_tokens(tree, src: str) -> dict[str, list[str]]:
     """name -> tokens of each top-level (or method) function's body, docstring removed."""
-    out = {}
+    out, lines = {}, src.splitlines()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
@@ -141,7 +169,7 @@ def _function_tokens(tree, src: str) -> dict[str, list[str]]:
                 body = body[1:]
             if not body:
                 continue
-            seg = "\n".join(ast.get_source_segment(src, b) or "" for b in body)
+            seg = textwrap.dedent("\n".join(lines[body[0].lineno - 1:body[-1].end_lineno]))
             out[node.name] = _tokens(seg)
     return out
 
@@ -192,40 +220,49 @@ def review(nb, template) -> tuple[dict[str, list[str]], list[str], dict[str, lis
     tainted: dict[str, list[str]] = {}
     flags: list[str] = []
     answers: dict[str, list[str]] = {}
+    budget = MAX_REVIEWED_CHARS
     for i, cell in enumerate(nb.cells):
         if cell.get("cell_type") != "code" or C.is_autograded(cell) or (C.is_locked(cell) and not C.is_solution(cell)):
             continue
         src = C.source(cell)
         label = C.grade_id(cell) or f"#{i + 1}"
-        tree = _parse(src)
-        if C.is_solution(cell) and C.grade_id(cell) and tree is not None:
-            bodies = _function_tokens(tree, src)
-            answers[C.grade_id(cell)] = [t for toks in bodies.values() for t in toks] if bodies else _tokens(src)
         if not C.is_solution(cell) and _normalise(src) in theirs:
             continue  # an instructor's experiment cell, unchanged
-        if tree is None:
-            continue
-        reasons = code_findings(tree)
-        bound = _top_level_bound(tree)
-        # importing numpy again is harmless; assigning or defining an instructor's name is not
-        assigned = _top_level_bound(tree, imports=False)
-        reasons += [f"rebinds the instructor's {n}" for n in sorted(assigned & protected)]
-        reasons += [f"rebinds the built-in {n}" for n in sorted(assigned & _BUILTIN_NAMES)]
-        for fname, toks in _function_tokens(tree, src).items():
-            hit = nnlab_lookalike(toks)
-            if hit:
-                reasons.append(f"{fname} is {hit[1]:.0%} identical to {hit[0]}")
+        budget -= len(src)
+        tree = _parse(src) if budget >= 0 else None
+        code = python_of(src) if tree is not None else src
+        if C.is_solution(cell) and C.grade_id(cell) and tree is not None:
+            bodies = _function_tokens(tree, code)
+            answers[C.grade_id(cell)] = [t for toks in bodies.values() for t in toks] if bodies else _tokens(code)
+        if tree is None:  # it raises SyntaxError in the kernel too, or it is too much to read
+            reasons = ["is too much code to review" if budget < 0 else "cannot be read as Python"]
+            bound = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", src))
+        else:
+            reasons = code_findings(tree)
+            bound = _top_level_bound(tree)
+            for fname, toks in _function_tokens(tree, code).items():
+                hit = nnlab_lookalike(toks)
+                if hit:
+                    reasons.append(f"{fname} is {hit[1]:.0%} identical to {hit[0]}")
+            # harmless for grading (the judge never takes these names from the kernel), worth a note
+            assigned = _top_level_bound(tree, imports=False)
+            notes = [f"rebinds the instructor's {n}" for n in sorted(assigned & protected)]
+            notes += [f"rebinds the built-in {n}" for n in sorted(assigned & _BUILTIN_NAMES)]
+            if notes:
+                flags.append(f"cell {label}: note: " + "; ".join(notes))
         if reasons:
             flags.append(f"cell {label}: " + "; ".join(reasons))
-            # dynamic code can define any name it spells (exec("def square...")): taint them all
-            names = bound | set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", src))
+            # dynamic code can define any name its strings spell (exec("def square...")): those too
+            strings = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)] \
+                if tree is not None else []
+            names = bound | {w for t in strings for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", t)}
         else:  # a clean cell that uses a tainted name is tainted by it
             from .judge import names_of
 
             used = sorted(names_of(tree)[0] & set(tainted))
             reasons = [r for n in used for r in tainted[n]]
             names = bound
-        for n in names - protected if reasons else ():
+        for n in names - protected - _BUILTIN_NAMES if reasons else ():
             tainted.setdefault(n, [])
             tainted[n].extend(r for r in reasons if r not in tainted[n])
     return tainted, flags, answers

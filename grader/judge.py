@@ -9,6 +9,8 @@ up in the student's kernel through a data-only boundary (grader/wire.py):
   it sends the arguments as data, runs the call in the kernel and brings back the result and the
   state of the mutable arguments after the call, which is written back into the judge's objects,
   so in-place checks see what happened;
+- an array sent again is the same object in the kernel, brought up to date: a reference the
+  student kept (a snapshot that is not a copy) sees the caller's changes, as in one kernel;
 - nothing is unpickled, so no object of the student's ever runs code in this process.
 The verdict is whatever the test code raises here. Student code can only change what its own
 functions return.
@@ -24,11 +26,13 @@ import base64
 import builtins
 import contextlib
 import io
+import itertools
 import signal
 import threading
 import time
 import traceback
 import uuid
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +52,7 @@ class JudgeAbort(BaseException):
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
-        self.kind = kind  # "timeout" (interrupted, answers again), "stuck" or "dead"
+        self.kind = kind  # "timeout" (interrupted, answers again), "stuck", "dead" or "output"
 
 
 class StudentCodeError(Exception):
@@ -75,6 +79,23 @@ class KernelLink:
         self.deadline = float("inf")
         self.prints: list[str] = []   # the student's stdout/stderr during calls, for the cell's outputs
         self.calls = 0
+        self.mirrors: dict = {}       # id(array) -> (weak reference, mirror number) of arrays sent
+        self.mirror_numbers = itertools.count(1)
+        self.output_left = float("inf")  # characters the student's code may still print (execute.py sets it)
+
+    def mirror(self, arr):
+        """The mirror number of an array sent to the kernel: the same object, the same number."""
+        entry = self.mirrors.get(id(arr))
+        if entry is not None and entry[0]() is arr:
+            return entry[1]
+        try:
+            ref = weakref.ref(arr)
+        except TypeError:
+            return None
+        self.mirrors[id(arr)] = (ref, next(self.mirror_numbers))
+        if len(self.mirrors) > 100_000:  # forget arrays that are gone
+            self.mirrors = {k: v for k, v in self.mirrors.items() if v[0]() is not None}
+        return self.mirrors[id(arr)][1]
 
     def close(self):
         with contextlib.suppress(Exception):
@@ -119,13 +140,21 @@ class KernelLink:
                 if interrupted:
                     raise JudgeAbort("timeout", "timed out")
                 return msgs
-            if kind == "stream" and sum(map(len, self.prints)) < MAX_CALL_OUTPUT:
-                self.prints.append(msg["content"].get("text", ""))
+            if kind in ("stream", "display_data", "execute_result", "update_display_data"):
+                # the student's own output during a call: counted, a little kept, never piled up
+                content = msg["content"]
+                self.output_left -= len(str(content))
+                if self.output_left < 0:
+                    self.interrupt()
+                    raise JudgeAbort("output", "too much output while the tests called your code")
+                if kind == "stream" and sum(map(len, self.prints)) < MAX_CALL_OUTPUT:
+                    self.prints.append(content.get("text", ""))
+                continue
             msgs.append(msg)
 
     def request(self, *req):
         self.calls += 1
-        payload = base64.b64encode(wire.encode(req, handle=_send_handle)).decode("ascii")
+        payload = base64.b64encode(wire.encode(req, handle=_send_handle, mirror=self.mirror)).decode("ascii")
         msgs = self._wait(self._send("comm_msg", {"comm_id": self.comm_id, "data": {"q": payload}}))
         for m in msgs:
             data = m["content"].get("data", {}) if m["msg_type"] == "comm_msg" else {}
@@ -175,11 +204,8 @@ class KernelLink:
 
 
 def _send_handle(obj):
-    if isinstance(obj, Remote):
-        return {"H": object.__getattribute__(obj, "_id")}
-    raise wire.WireError(f"a {type(obj).__name__} ({obj!r:.60}) cannot be sent to the student's code: only data "
-                         "(arrays, numbers, strings, lists, tuples, dicts, dtypes, Generators) and objects that "
-                         "came from the student's code cross")
+    """Objects of the student's go back as their handle; anything else of the judge's is data or nothing."""
+    return {"H": object.__getattribute__(obj, "_id")} if isinstance(obj, Remote) else None
 
 
 def _student_exception(reply):

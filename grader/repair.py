@@ -87,7 +87,7 @@ def repair(student, template) -> tuple[object, list[str]]:
             current = segments[gid]
         else:
             if gid:
-                notes.append(f"unknown grade_id {gid} treated as a plain cell")
+                notes.append(f"unknown grade_id {gid[:40]!r} treated as a plain cell")
             if "nbgrader" in cell.metadata:  # only the instructor's cells are graded, with the source's points
                 cell = _plain(cell)
             current.append(cell)

@@ -9,7 +9,8 @@ Tree nodes, encoded / decoded:
     None, bool, int, float, str        as themselves (NaN and infinities included)
     {"L": [...]} / {"T": [...]}        list / tuple
     {"D": [[k, v], ...]}               dict (any encodable keys, in order)
-    {"A": i} / {"S": i}                ndarray / NumPy scalar, blob i
+    {"A": i} / {"S": i}                ndarray / NumPy scalar, blob i; {"A": i, "M": k}: the array
+                                       the receiver knows as mirror k (see `mirror` below)
     {"C": [re, im]}                    complex
     {"dtype": "float32", "type": b}    np.dtype("float32"), or the type np.float32 when b
     {"rng": {...}}                     numpy Generator, by its bit generator's state
@@ -38,9 +39,12 @@ class WireError(ValueError):
     """A message that is not well-formed, too large, or holds something that is not data."""
 
 
-def encode(value, handle=None) -> bytes:
-    """Encode `value`. `handle(obj) -> dict` turns a non-data object into a handle node; without
-    it, a non-data object raises WireError naming its type."""
+def encode(value, handle=None, mirror=None) -> bytes:
+    """Encode `value`. `handle(obj) -> dict | None` turns a non-data object (or a subclass of list,
+    tuple or dict) into a handle node; where it gives None, containers go as plain data and any
+    other object raises WireError naming its type. `mirror(array) -> int | None` names the
+    arrays the receiver should keep as one object across messages (so that an array the student
+    stored and the caller changes later changes for the student too, as in one kernel)."""
     blobs: list[bytes] = []
     count = [0]
 
@@ -51,12 +55,17 @@ def encode(value, handle=None) -> bytes:
         if isinstance(v, _SCALARS) and type(v) in _SCALARS:
             return v
         if isinstance(v, np.ndarray) and v.dtype.kind in _NUMERIC_KINDS:
-            return {"A": _blob(blobs, v)}
+            kid = mirror(v) if mirror is not None else None
+            return {"A": _blob(blobs, v)} if kid is None else {"A": _blob(blobs, v), "M": kid}
         if isinstance(v, np.generic) and v.dtype.kind in _NUMERIC_KINDS:
             return {"S": _blob(blobs, np.asarray(v))}
         if type(v) is complex:
             return {"C": [v.real, v.imag]}
-        if isinstance(v, (list, tuple)):  # named tuples travel as plain tuples
+        if isinstance(v, (list, tuple, dict)) and type(v) not in (list, tuple, dict) and handle is not None:
+            node = handle(v)  # a named tuple or an OrderedDict keeps its type where it lives
+            if node is not None:
+                return node
+        if isinstance(v, (list, tuple)):
             return {"L" if isinstance(v, list) else "T": [enc(x, depth + 1) for x in v]}
         if isinstance(v, dict):
             return {"D": [[enc(k, depth + 1), enc(x, depth + 1)] for k, x in v.items()]}
@@ -70,8 +79,9 @@ def encode(value, handle=None) -> bytes:
             return {"slice": [enc(v.start, depth + 1), enc(v.stop, depth + 1), enc(v.step, depth + 1)]}
         if isinstance(v, (bool, int, float, str)):  # subclasses (IntEnum, str subclasses): plain value
             return enc(_plain(v), depth)
-        if handle is not None:
-            return handle(v)
+        node = handle(v) if handle is not None else None
+        if node is not None:
+            return node
         raise WireError(f"a {type(v).__name__} cannot be sent to the student's code: only data (arrays, "
                         "numbers, strings, lists, tuples, dicts, dtypes, Generators) crosses")
 
@@ -80,9 +90,10 @@ def encode(value, handle=None) -> bytes:
     return b"".join([MAGIC, struct.pack("<Q", len(header)), header, *blobs])
 
 
-def decode(data: bytes, handle=None, max_bytes: int = DEFAULT_MAX_BYTES):
+def decode(data: bytes, handle=None, max_bytes: int = DEFAULT_MAX_BYTES, mirror=None):
     """Decode a message. `handle(node) -> object` turns a handle node into an object; without it
-    a handle node raises WireError."""
+    a handle node raises WireError. `mirror(k, array) -> array` returns the object to use for the
+    array the sender calls mirror k (without it, mirrors are plain arrays)."""
     if not isinstance(data, (bytes, bytearray, memoryview)) or len(data) > max_bytes:
         raise WireError(f"message missing or larger than {max_bytes} bytes")
     data = bytes(data)
@@ -106,9 +117,12 @@ def decode(data: bytes, handle=None, max_bytes: int = DEFAULT_MAX_BYTES):
         pos += s
     count = [0]
 
+    used = set()
+
     def blob(i):
-        if type(i) is not int or not 0 <= i < len(offsets):
-            raise WireError("bad blob index")
+        if type(i) is not int or not 0 <= i < len(offsets) or i in used:
+            raise WireError("bad blob index (each blob is used once, so nothing decodes larger than sent)")
+        used.add(i)
         a, b = offsets[i]
         try:
             arr = np.lib.format.read_array(io.BytesIO(data[a:b]), allow_pickle=False)
@@ -127,7 +141,9 @@ def decode(data: bytes, handle=None, max_bytes: int = DEFAULT_MAX_BYTES):
         if type(n) is not dict or len(n) == 0:
             raise WireError("malformed node")
         if "A" in n:
-            return blob(n["A"])
+            arr = blob(n["A"])
+            kid = n.get("M")
+            return mirror(kid, arr) if mirror is not None and type(kid) is int else arr
         if "S" in n:
             arr = blob(n["S"])
             if arr.ndim != 0:

@@ -161,3 +161,21 @@ def test_prints_of_the_student_reach_the_cell(tmp_path):
     assert score.passed
     text = "".join(o.get("text", "") for o in outs)
     assert "debug 2" in text and "ok" in text
+
+
+def test_a_stored_reference_sees_the_callers_change(tmp_path):
+    """As in one kernel: an array the student keeps is the caller's array, so a snapshot that holds
+    references (not copies) changes when the caller changes the array and calls again (the kernel's
+    object is brought up to date whenever the judge sends that array again), and the test can tell."""
+    student = ("class Keeper:\n"
+               "    def keep(self, state):\n        self.kept = state['w']\n"
+               "    def keep_copy(self, state):\n        self.copied = state['w'].copy()\n"
+               "def same(a, b):\n    return a is b\n")
+    test = ("k = Keeper()\nw = np.zeros(3)\nk.keep({'w': w}); k.keep_copy({'w': w})\n"
+            "w[...] = 7\n"
+            "assert same(w, w), 'one array sent twice in a call is one object there'\n"
+            "assert np.allclose(k.kept, 7), 'the kept reference follows the caller'\n"
+            "assert np.allclose(k.copied, 0), 'a copy does not'\n"
+            "assert not same(w, w.copy())\n")
+    score, outs = judged(tmp_path, student, test)
+    assert score.passed, outs
