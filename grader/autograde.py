@@ -177,7 +177,7 @@ def summarise(res: dict) -> str:
     maxp = sum(s["max_points"] for scores in res["notebooks"].values() for s in scores if s["kind"] == "auto")
     outcome = "; ".join(res["problems"]) or "ok"
     notes = f" [{'; '.join(res['notes'])}]" if res["notes"] else ""
-    flagged = " FLAGGED" if res.get("flags") else ""
+    flagged = " FLAGGED" if any(": note:" not in f for f in res.get("flags", [])) else ""  # notes: report only
     return f"{res['student']} {res['assignment']} {got:g}/{maxp:g} {outcome}{flagged}{notes}"
 
 
