@@ -34,6 +34,16 @@ def namespace(cells, sources):
     return ns
 
 
+def exercise_sources(cells, needs, own, test_id, replace=None, helpers=()):
+    """Sources for running test cell `test_id`: the helper cells, then the exercise cells it needs
+    (`needs[test_id]`); `replace(grade_id, src)` may alter the one it grades (`own[test_id]`)."""
+    out = [cells[h].source for h in helpers]
+    for gid in needs[test_id]:
+        src = cells[gid].source
+        out.append(replace(gid, src) if replace and gid == own[test_id] else src)
+    return out
+
+
 def check_metadata(cells, exercises, points):
     """nbgrader metadata every course notebook must have: schema 3, snake_case ids, solution markers in
     answer cells, locked test cells with hidden tests that use forbid_calls, and the expected

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 import pytest
-from notebook_cells import SOLUTIONS, check_metadata, load_cells, namespace, stub
+from notebook_cells import SOLUTIONS, check_metadata, exercise_sources, load_cells, namespace, stub
 
 import nnlab.normalization as N
 
@@ -43,12 +43,7 @@ def cells():
 
 
 def sources(cells, test_id, replace=None):
-    """Exercise sources for test_id; `replace(grade_id, src)` may alter the one the test grades."""
-    out = []
-    for gid in EXERCISES[test_id]:
-        src = cells[gid].source
-        out.append(replace(gid, src) if replace and gid == OWN[test_id] else src)
-    return out
+    return exercise_sources(cells, EXERCISES, OWN, test_id, replace)
 
 
 def test_metadata_points_and_ids(cells):

@@ -13,7 +13,7 @@ import re
 
 import numpy as np
 import pytest
-from notebook_cells import SOLUTIONS, check_metadata, load_cells, namespace, stub
+from notebook_cells import SOLUTIONS, check_metadata, exercise_sources, load_cells, namespace, stub
 
 import nnlab.lr_finder as LF
 import nnlab.search as S
@@ -43,12 +43,7 @@ def cells():
 
 
 def sources(cells, test_id, replace=None):
-    """Helper and exercise sources for test_id; `replace(grade_id, src)` may alter the one the test grades."""
-    out = [cells[h].source for h in HELPERS]
-    for gid in EXERCISES[test_id]:
-        src = cells[gid].source
-        out.append(replace(gid, src) if replace and gid == OWN[test_id] else src)
-    return out
+    return exercise_sources(cells, EXERCISES, OWN, test_id, replace, helpers=HELPERS)
 
 
 def solution_namespace(cells):
