@@ -18,7 +18,8 @@ with the same limits as a local run). What changes is only where it runs and how
   workers have threads, so a worker that dies takes only the submission it was grading with it.
 - Workers are checked before they get work: one whose nbgrader, nbclient or numpy version differs
   from the client's, or that cannot import the grader, or that runs more than one thread (the sandbox
-  gives each grading process its own user id), is refused, by name and reason.
+  gives each grading process its own user id), or that has no bwrap under --require-sandbox, is
+  refused, by name and reason.
 """
 
 from __future__ import annotations
@@ -136,8 +137,8 @@ def configure_scheduler(client) -> int:
 class Workers:
     """The workers the client grades on: checked once each, refused with a reason when they differ."""
 
-    def __init__(self, client, say):
-        self.client, self.say = client, say
+    def __init__(self, client, say, need_bwrap: bool = False):
+        self.client, self.say, self.need_bwrap = client, say, need_bwrap
         self.ours = versions()
         self.good: dict[str, int] = {}    # address -> threads
         self.refused: dict[str, str] = {}
@@ -165,8 +166,9 @@ class Workers:
         def check(names=CHECKED):  # nested: pickled by value, runs even where the grader is missing
             from importlib.metadata import PackageNotFoundError, version
             from importlib.util import find_spec
+            from shutil import which
 
-            found = {"grader": find_spec("grader.cluster") is not None}
+            found = {"grader": find_spec("grader.cluster") is not None, "bwrap": which("bwrap") is not None}
             for name in names:
                 try:
                     found[name] = version(name)
@@ -186,13 +188,15 @@ class Workers:
                                      "with the course installed (make setup)")
             elif mismatch(got, ours):
                 self.refuse(address, f"different versions: {mismatch(got, ours)}")
+            elif self.need_bwrap and not got.get("bwrap"):
+                self.refuse(address, "no bwrap (--require-sandbox): install the bubblewrap package there")
             elif info[address].get("nthreads", 1) != 1:
                 self.refuse(address, f"{info[address].get('nthreads')} threads: start workers with --nthreads 1 "
                                      f"(each grading process gets its own sandbox user)")
             else:
                 self.good[address] = 1
                 self.say(f"worker {address} accepted (nbgrader {got['nbgrader']}, nbclient {got['nbclient']}, "
-                         f"numpy {got['numpy']})")
+                         f"numpy {got['numpy']}; {'bwrap sandbox' if got.get('bwrap') else 'no bwrap: limits only'})")
 
     def slots(self) -> int:
         return sum(self.good.values())
@@ -226,7 +230,7 @@ def grade_on_cluster(todo: list, scheduler, gb, out: Path, say, task=None) -> tu
             client.wait_for_workers(1, timeout=WAIT_FOR_WORKERS)
         except Exception:  # noqa: BLE001 - TimeoutError under several names
             raise SystemExit(f"no worker joined {client.scheduler.address} within {WAIT_FOR_WORKERS:g}s; nothing was graded")
-        pool = Workers(client, say)
+        pool = Workers(client, say, need_bwrap=any(j.get("sandbox") for j in todo))
         pool.refresh(force=True)
         if not pool.slots():
             raise SystemExit(f"no usable worker at {client.scheduler.address} ({len(pool.refused)} refused); "
@@ -388,6 +392,7 @@ class _GradingProcess:
         env = dict(os.environ, MPLBACKEND="Agg")
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env.setdefault(var, "1")
+        _drop_nanny_malloc_settings(env)
         self.cwd = tempfile.mkdtemp(prefix="grader-process-")  # empty: nothing to import from
         flags = ["-P"] if sys.version_info >= (3, 11) else []
         self.reply, w = os.pipe()
@@ -441,6 +446,21 @@ class _GradingProcess:
         self.close()
         how = f"signal {-code}" if code < 0 else f"exit status {code}"
         raise GraderDied(f"the grading process ended with {how}" + (f": {err[0][:200]}" if err else ""))
+
+
+def _drop_nanny_malloc_settings(env: dict) -> None:
+    """The kernel gets the environment of a local run: Dask's nanny sets MALLOC_TRIM_THRESHOLD_ for
+    its workers (pre-spawn-environ), which can make numpy-heavy student code slower."""
+    try:
+        import dask
+        import distributed  # noqa: F401 - loads its configuration
+
+        pre = dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}
+    except Exception:  # noqa: BLE001
+        pre = {}
+    for key, value in pre.items():
+        if key.startswith("MALLOC_") and env.get(key) == str(value):
+            del env[key]
 
 
 def _run_grading_process(job: dict, tmp: Path) -> dict:

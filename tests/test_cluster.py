@@ -5,7 +5,8 @@ processes (one thread each), as an instructor's cluster would grade it.
 - a worker SIGKILLed while it grades: that submission is graded once more elsewhere, every
   submission exactly once, nothing lost;
 - the client itself SIGKILLed mid-batch: the rerun resumes, nothing doubled;
-- a task that kills every worker it runs on: graded twice at most, then reported;
+- a task that kills every worker it runs on, or whose grading process dies: graded twice at most,
+  then reported;
 - a worker whose nbgrader, nbclient or numpy differs is refused, by name.
 """
 
@@ -37,9 +38,15 @@ QUICK = ("full", "empty", "partial", "hiddenfail", "renamed")
 def local_cluster():
     from distributed import Client, LocalCluster
 
-    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
+    # the workers (and their grading processes) inherit it: grade_job's test hook exits for "crasher"
+    # (no other test here has a student of that name)
+    os.environ["GRADER_TEST_CRASH_WORKER_FOR"] = "crasher"
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0",
                       silence_logs=50) as lc, Client(lc) as client:
-        yield lc, client
+        try:
+            yield lc, client  # a worker restarted by its nanny inherits it again
+        finally:
+            del os.environ["GRADER_TEST_CRASH_WORKER_FOR"]
 
 
 def autograde_cli(subs, out, scheduler, course, *extra):
@@ -97,6 +104,7 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(graded, local_clust
     healthy(client)
     klass = {s: make_class()[s] for s in ("full", "empty", "hiddenfail")}
     klass["slow"] = (slow_answer(5), NOTEBOOK)
+    klass["crasher"] = make_class()["full"]  # its grading process exits at once, twice
     subs = write_class(tmp_path / "subs", klass)
     out = tmp_path / "out"
     p = subprocess.Popen(autograde_cli(subs, out, lc.scheduler_address, graded["course"], "--timeout", 30), cwd=REPO,
@@ -112,17 +120,20 @@ def test_a_worker_killed_mid_batch_loses_and_doubles_nothing(graded, local_clust
     pid = client.run(os.getpid, workers=[victim])[victim]
     os.kill(pid, signal.SIGKILL)
     stdout, stderr = p.communicate(timeout=300)
-    assert p.returncode == 0, stdout + stderr
+    assert p.returncode == 1, stdout + stderr  # the crasher
     assert f"worker {victim} died while grading grade slow/" in stdout
     assert f"slow 00_fixture: its worker {victim} died: graded once more on another worker" in stdout
+    assert ("crasher 00_fixture: its grading process died (the grading process ended with exit status 70): "
+            "graded once more on another worker") in stdout
+    assert "crasher 00_fixture skipped: its grading worker died 2 times" in stdout
     lines = summaries(stdout, klass)
-    assert all(len(v) == 1 for v in lines.values()), lines  # each graded exactly once
+    assert all(len(v) == 1 for v in lines.values()), lines  # each graded (or reported) exactly once
     rows = read_csv(out / "grades.csv")
-    assert sorted(s for s, _ in rows) == sorted(klass)
+    assert sorted(s for s, _ in rows) == sorted(set(klass) - {"crasher"})
     for s in ("full", "empty", "hiddenfail"):
         assert rows[(s, ASSIGNMENT)] == graded["rows"][(s, ASSIGNMENT)]
     assert rows[("slow", ASSIGNMENT)]["score"] == "5"
-    assert len(list((out / "results").glob("*/*.json"))) == len(klass)
+    assert len(list((out / "results").glob("*/*.json"))) == len(klass) - 1
 
 
 def test_a_rerun_after_the_client_was_killed_resumes(graded, local_cluster, tmp_path):
